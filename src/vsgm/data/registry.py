@@ -1,0 +1,288 @@
+"""The dataset registry: one table, name -> :class:`DatasetInfo`.
+
+Every dataset lives in its own directory ``{root}/{name}/`` (``root`` defaults to
+``resources/data``). Inside it, each dataset keeps the layout of the library that
+reads it, so files fetched by hand on an offline cluster can be dropped in as-is:
+
+=================  ==========================================================================
+dataset            files under ``{root}/{name}/``
+=================  ==========================================================================
+mnist              ``MNIST/raw/{train,t10k}-images-idx3-ubyte``, ``MNIST/raw/{train,t10k}-labels-idx1-ubyte``
+fashionmnist       ``FashionMNIST/raw/...`` (same four files as MNIST)
+cifar10            ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``
+cifar100           ``cifar-100-python/{train,test,meta}``
+svhn               ``train_32x32.mat``, ``test_32x32.mat``
+places365          ``categories_places365.txt``, ``places365_train_standard.txt``, ``places365_val.txt``,
+                   ``data_256_standard/<letter>/<class>/*.jpg``, ``val_256/*.jpg`` (the "small", 256px set)
+dtd                ``dtd/images/<class>/*.jpg``, ``dtd/labels/{train1,test1}.txt`` (torchvision's DTD
+                   root is ``{root}``; it appends ``dtd/dtd``)
+chestmnist, ...    ``{flag}.npz`` (28px) or ``{flag}_{64,128,224}.npz`` (medmnist >= 3)
+tinyimagenet       ``tiny-imagenet-200/train/<wnid>/images/*.JPEG``, ``tiny-imagenet-200/val/images/*.JPEG``,
+                   ``tiny-imagenet-200/val/val_annotations.txt`` (the unzipped official archive)
+imagenet           ``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG`` (the standard ImageFolder layout)
+digits, photos,    nothing: embedded in scikit-learn or generated (see :mod:`vsgm.data.embedded`)
+noise, flat
+=================  ==========================================================================
+
+Split names: every dataset exposes ``"train"`` (used for training) and ``"test"``
+(used for evaluation); :class:`DatasetInfo` maps them to the library's own split
+names (SVHN ``train``/``test``, Places365 ``train-standard``/``val``, DTD
+``train``/``test`` of partition 1, Tiny ImageNet and ImageNet ``train``/``val``).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "test")
+MEDMNIST_SIZES = (28, 64, 128, 224)
+
+
+class Source(enum.StrEnum):
+    """Where a dataset comes from."""
+
+    TORCHVISION = "torchvision"
+    MEDMNIST = "medmnist"
+    FOLDER = "folder"
+    EMBEDDED = "embedded"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static description of one dataset.
+
+    Attributes:
+        name: registry name (also the directory name under the data root).
+        source: where the data comes from.
+        reader: key of the reader/downloader in :mod:`vsgm.data.sources`.
+        channels: channels of the images as stored (1 gray, 3 RGB).
+        native_size: side of the stored images; ``None`` where it varies (or is generated).
+        num_classes: number of labels (labels are ``0..num_classes-1``).
+        train_split: the library's split name used for ``"train"``.
+        test_split: the library's split name used for ``"test"``.
+        train_files: files/directories (ending in ``/``) the library needs to read ``"train"``,
+            relative to the dataset directory; ``{suffix}`` is the medmnist size suffix.
+        test_files: the same for ``"test"``.
+        url: where the data can be obtained (for error messages).
+        library_root_is_parent: the library appends the dataset's name itself (DTD), so it is
+            given the data root instead of the dataset directory.
+        description: one line for humans.
+    """
+
+    name: str
+    source: Source
+    reader: str
+    channels: int
+    native_size: int | None
+    num_classes: int
+    train_split: str = "train"
+    test_split: str = "test"
+    train_files: tuple[str, ...] = ()
+    test_files: tuple[str, ...] = ()
+    url: str = ""
+    library_root_is_parent: bool = False
+    description: str = ""
+
+    def split_name(self, split: str) -> str:
+        """Map ``"train"``/``"test"`` to the library's split name.
+
+        Args:
+            split: ``"train"`` or ``"test"``.
+
+        Returns:
+            The split name the underlying library uses.
+        """
+        check_split(split)
+        return self.train_split if split == "train" else self.test_split
+
+    def files(self, split: str | None = None, size: int | None = None) -> tuple[str, ...]:
+        """Files expected on disk for ``split`` (both splits when ``None``).
+
+        Args:
+            split: ``"train"``, ``"test"`` or ``None`` for both.
+            size: target size (selects the medmnist file); ``None`` means 28.
+
+        Returns:
+            Paths relative to the dataset directory; directories end with ``/``.
+        """
+        if split is None:
+            raw = tuple(dict.fromkeys(self.train_files + self.test_files))
+        else:
+            check_split(split)
+            raw = self.train_files if split == "train" else self.test_files
+        suffix = medmnist_suffix(size) if self.source is Source.MEDMNIST else ""
+        return tuple(f.format(suffix=suffix) for f in raw)
+
+
+def _mnist_files(folder: str) -> tuple[str, ...]:
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    return tuple(f"{folder}/raw/{s}" for s in stems)
+
+
+_CIFAR10_FILES = tuple(f"cifar-10-batches-py/{f}" for f in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"))
+_CIFAR100_FILES = tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta"))
+_TINY = "tiny-imagenet-200"
+
+
+def _medmnist(name: str, num_classes: int, description: str) -> DatasetInfo:
+    return DatasetInfo(
+        name=name, source=Source.MEDMNIST, reader="medmnist", channels=1, native_size=28,
+        num_classes=num_classes, train_files=(f"{name}{{suffix}}.npz",), test_files=(f"{name}{{suffix}}.npz",),
+        url="https://zenodo.org/records/10519652", description=description,
+    )
+
+
+def _embedded(name: str, channels: int, native_size: int | None, num_classes: int, description: str) -> DatasetInfo:
+    return DatasetInfo(
+        name=name, source=Source.EMBEDDED, reader=name, channels=channels, native_size=native_size,
+        num_classes=num_classes, description=description,
+    )
+
+
+REGISTRY: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("mnist", Source.TORCHVISION, "mnist", 1, 28, 10, train_files=_mnist_files("MNIST"),
+                    test_files=_mnist_files("MNIST"), url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+                    description="handwritten digits"),
+        DatasetInfo("fashionmnist", Source.TORCHVISION, "fashionmnist", 1, 28, 10,
+                    train_files=_mnist_files("FashionMNIST"), test_files=_mnist_files("FashionMNIST"),
+                    url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                    description="Zalando clothing items"),
+        DatasetInfo("cifar10", Source.TORCHVISION, "cifar10", 3, 32, 10, train_files=_CIFAR10_FILES,
+                    test_files=_CIFAR10_FILES, url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                    description="10 classes of natural images"),
+        DatasetInfo("cifar100", Source.TORCHVISION, "cifar100", 3, 32, 100, train_files=_CIFAR100_FILES,
+                    test_files=_CIFAR100_FILES, url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                    description="100 classes of natural images (fine labels)"),
+        DatasetInfo("svhn", Source.TORCHVISION, "svhn", 3, 32, 10, train_files=("train_32x32.mat",),
+                    test_files=("test_32x32.mat",), url="http://ufldl.stanford.edu/housenumbers/",
+                    description="street view house numbers (digit 0 has label 0)"),
+        DatasetInfo("places365", Source.TORCHVISION, "places365", 3, 256, 365, train_split="train-standard",
+                    test_split="val",
+                    train_files=("categories_places365.txt", "places365_train_standard.txt", "data_256_standard/"),
+                    test_files=("categories_places365.txt", "places365_val.txt", "val_256/"),
+                    url="http://data.csail.mit.edu/places/places365/", description="scenes, small (256px) images"),
+        DatasetInfo("dtd", Source.TORCHVISION, "dtd", 3, None, 47,
+                    train_files=("dtd/images/", "dtd/labels/train1.txt"),
+                    test_files=("dtd/images/", "dtd/labels/test1.txt"),
+                    url="https://www.robots.ox.ac.uk/~vgg/data/dtd/", library_root_is_parent=True,
+                    description="describable textures, partition 1"),
+        _medmnist("chestmnist", 2, "chest X-rays; label 1 = any of the 14 findings, 0 = none"),
+        _medmnist("octmnist", 4, "retinal OCT scans"),
+        _medmnist("tissuemnist", 8, "kidney cortex microscopy"),
+        _medmnist("pneumoniamnist", 2, "pediatric chest X-rays, pneumonia vs normal"),
+        DatasetInfo("tinyimagenet", Source.FOLDER, "tinyimagenet", 3, 64, 200, test_split="val",
+                    train_files=(f"{_TINY}/train/",),
+                    test_files=(f"{_TINY}/train/", f"{_TINY}/val/images/", f"{_TINY}/val/val_annotations.txt"),
+                    url="http://cs231n.stanford.edu/tiny-imagenet-200.zip",
+                    description="Tiny ImageNet, 200 classes, 64px"),
+        DatasetInfo("imagenet", Source.FOLDER, "imagenet", 3, None, 1000, test_split="val",
+                    train_files=("train/",), test_files=("train/", "val/"), url="https://image-net.org/",
+                    description="ILSVRC-2012 in ImageFolder layout (train/<wnid>, val/<wnid>)"),
+        _embedded("digits", 1, 8, 10, "scikit-learn handwritten digits, 8x8 (offline)"),
+        _embedded("photos", 3, 32, 2, "32px patches of scikit-learn's two sample photos (offline)"),
+        _embedded("noise", 3, None, 1, "uniform noise images (offline, far OOD)"),
+        _embedded("flat", 3, None, 1, "constant colour plus a smooth gradient (offline, simpler OOD)"),
+    )
+}
+
+SEED_DATASETS: tuple[str, ...] = (
+    "mnist", "fashionmnist", "cifar10", "cifar100", "svhn", "places365", "dtd", "chestmnist", "octmnist",
+    "tissuemnist", "pneumoniamnist", "tinyimagenet", "imagenet",
+)
+EMBEDDED_DATASETS: tuple[str, ...] = tuple(n for n, i in REGISTRY.items() if i.source is Source.EMBEDDED)
+
+
+def dataset_names() -> list[str]:
+    """All registered dataset names, in registry order.
+
+    Returns:
+        The names accepted by :func:`get_info`.
+    """
+    return list(REGISTRY)
+
+
+def get_info(name: str) -> DatasetInfo:
+    """Look a dataset up by name.
+
+    Args:
+        name: registry name, e.g. ``"cifar10"``.
+
+    Returns:
+        Its :class:`DatasetInfo`.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the valid names.
+    """
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(REGISTRY)}") from None
+
+
+def check_split(split: str) -> None:
+    """Raise ValueError unless ``split`` is ``"train"`` or ``"test"``."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+
+
+def medmnist_size(size: int | None) -> int:
+    """The medmnist file size (28, 64, 128 or 224) nearest to ``size``.
+
+    Ties go to the larger file, so images are shrunk (area-averaged) rather than enlarged.
+
+    Args:
+        size: target size; ``None`` means 28 (medmnist's default).
+
+    Returns:
+        One of :data:`MEDMNIST_SIZES`.
+    """
+    if size is None:
+        return 28
+    if size < 1:
+        raise ValueError(f"size must be a positive integer, got {size}")
+    return min(MEDMNIST_SIZES, key=lambda s: (abs(s - size), -s))
+
+
+def medmnist_suffix(size: int | None) -> str:
+    """medmnist's file-name suffix for the file chosen for ``size`` (``""`` for 28, else ``"_64"`` ...)."""
+    chosen = medmnist_size(size)
+    return "" if chosen == 28 else f"_{chosen}"
+
+
+def native_size(name: str, size: int | None = None) -> int | None:
+    """The resolution the images of ``name`` have on disk when prepared at ``size``.
+
+    This is what a model trained on ``name`` sees before any resize, i.e. the
+    ``bottleneck`` to pass to :func:`vsgm.data.to_model_space` for every set
+    scored by that model. For medmnist it depends on the file chosen for ``size``.
+
+    Args:
+        name: registry name.
+        size: target size of the model.
+
+    Returns:
+        The native side, or ``None`` when it varies (folders of any size, generated sets).
+    """
+    info = get_info(name)
+    if info.source is Source.MEDMNIST:
+        return medmnist_size(size)
+    return info.native_size
+
+
+def data_dir(name: str, root: str | os.PathLike) -> Path:
+    """The directory that holds dataset ``name`` under the data root.
+
+    Args:
+        name: registry name.
+        root: the data root (e.g. ``resources/data``).
+
+    Returns:
+        ``{root}/{name}``.
+    """
+    get_info(name)
+    return Path(root) / name

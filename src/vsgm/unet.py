@@ -1,0 +1,312 @@
+"""The seed's UNet (the ADM / guided-diffusion design of Dhariwal & Nichol 2021), every option kept.
+
+Works for 1-, 2- and 3-D signals (3-D: the first spatial axis is not resampled).
+Attention runs through ``scaled_dot_product_attention`` and recomputes nothing
+in the backward pass unless ``use_checkpoint`` asks for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+@dataclasses.dataclass
+class UNetConfig:
+    """Architecture options under their seed names (defaults are the seed's)."""
+
+    image_size: int = 32
+    in_channels: int = 1
+    model_channels: int = 64
+    num_res_blocks: int = 2
+    attention_resolutions: Sequence[int] = (4,)
+    dropout: float = 0.0
+    channel_mult: Sequence[int] = (1, 2, 2)
+    conv_resample: bool = True
+    dims: int = 2
+    num_classes: int | None = None  # n_classes + 1 when conditional (the extra label is "no label")
+    num_heads: int = 4
+    num_head_channels: int = 32
+    num_heads_upsample: int = -1
+    use_scale_shift_norm: bool = False
+    resblock_updown: bool = False
+    use_new_attention_order: bool = False
+    use_checkpoint: bool = False
+
+    def validate(self) -> None:
+        """Refuse impossible combinations with a message naming the option."""
+        if not self.channel_mult:
+            raise ValueError("channel_mult must not be empty")
+        if self.dims not in (1, 2, 3):
+            raise ValueError(f"dims must be 1, 2 or 3, got {self.dims}")
+        if self.model_channels < 1 or self.num_res_blocks < 1:
+            raise ValueError("model_channels and num_res_blocks must be >= 1")
+        if any(m < 1 for m in self.channel_mult):
+            raise ValueError(f"channel_mult entries must be >= 1, got {list(self.channel_mult)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        deepest = 2 ** (len(self.channel_mult) - 1)
+        bad = [r for r in self.attention_resolutions if r not in {2**i for i in range(len(self.channel_mult))}]
+        if bad:
+            raise ValueError(f"attention_resolutions {bad} are not downsample rates of this UNet "
+                             f"(channel_mult {list(self.channel_mult)} gives 1..{deepest})")
+        if self.image_size % deepest:
+            raise ValueError(f"image size {self.image_size} is not divisible by the UNet's total downsampling "
+                             f"{deepest} (channel_mult {list(self.channel_mult)})")
+        widths = {self.model_channels * m for m in self.channel_mult}
+        if self.num_head_channels != -1:
+            bad_w = sorted(w for w in widths if w % self.num_head_channels)
+            if bad_w:
+                raise ValueError(f"num_head_channels {self.num_head_channels} does not divide the attention "
+                                 f"width(s) {bad_w} (model_channels {self.model_channels} x channel_mult)")
+        elif any(w % self.num_heads for w in widths):
+            raise ValueError(f"num_heads {self.num_heads} does not divide the widths {sorted(widths)}")
+
+
+def conv_nd(dims: int, *args, **kwargs) -> nn.Module:
+    return {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims](*args, **kwargs)
+
+
+def avg_pool_nd(dims: int, *args, **kwargs) -> nn.Module:
+    return {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[dims](*args, **kwargs)
+
+
+def normalization(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups where the width allows (fewer for narrow test models)."""
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+def zero_module(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        p.detach().zero_()
+    return module
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps, shape (batch, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t[:, None].float() * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class TimestepBlock(nn.Module):
+    """A module whose forward takes the time embedding as a second argument."""
+
+
+class TimestepEmbedSequential(nn.Sequential, TimestepBlock):
+    def forward(self, x, emb):
+        for layer in self:
+            x = layer(x, emb) if isinstance(layer, TimestepBlock) else layer(x)
+        return x
+
+
+def _resample_factor(dims: int) -> tuple[int, ...] | int:
+    return (1, 2, 2) if dims == 3 else 2
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int, use_conv: bool, dims: int, out_channels: int | None = None):
+        super().__init__()
+        self.dims = dims
+        self.out_channels = out_channels or channels
+        self.conv = conv_nd(dims, channels, self.out_channels, 3, padding=1) if use_conv else None
+
+    def forward(self, x):
+        x = F.interpolate(x, scale_factor=_resample_factor(self.dims), mode="nearest")
+        return self.conv(x) if self.conv is not None else x
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int, use_conv: bool, dims: int, out_channels: int | None = None):
+        super().__init__()
+        self.out_channels = out_channels or channels
+        stride = _resample_factor(dims)
+        if use_conv:
+            self.op = conv_nd(dims, channels, self.out_channels, 3, stride=stride, padding=1)
+        else:
+            if self.out_channels != channels:
+                raise ValueError("a pooling downsample cannot change the channel count")
+            self.op = avg_pool_nd(dims, kernel_size=stride, stride=stride)
+
+    def forward(self, x):
+        return self.op(x)
+
+
+class ResBlock(TimestepBlock):
+    """Residual block with time conditioning (added, or FiLM scale-shift), optional up/down sampling."""
+
+    def __init__(self, channels, emb_channels, dropout, out_channels=None, use_conv=False, use_scale_shift_norm=False,
+                 dims=2, use_checkpoint=False, up=False, down=False):
+        super().__init__()
+        self.out_channels = out_channels or channels
+        self.use_checkpoint = use_checkpoint
+        self.use_scale_shift_norm = use_scale_shift_norm
+        self.in_norm = normalization(channels)
+        self.in_conv = conv_nd(dims, channels, self.out_channels, 3, padding=1)
+        self.updown = up or down
+        if up:
+            self.h_upd, self.x_upd = Upsample(channels, False, dims), Upsample(channels, False, dims)
+        elif down:
+            self.h_upd, self.x_upd = Downsample(channels, False, dims), Downsample(channels, False, dims)
+        else:
+            self.h_upd = self.x_upd = nn.Identity()
+        self.emb_layers = nn.Sequential(
+            nn.SiLU(), nn.Linear(emb_channels, 2 * self.out_channels if use_scale_shift_norm else self.out_channels))
+        self.out_norm = normalization(self.out_channels)
+        self.out_layers = nn.Sequential(
+            nn.SiLU(), nn.Dropout(p=dropout),
+            zero_module(conv_nd(dims, self.out_channels, self.out_channels, 3, padding=1)))
+        if self.out_channels == channels:
+            self.skip = nn.Identity()
+        elif use_conv:
+            self.skip = conv_nd(dims, channels, self.out_channels, 3, padding=1)
+        else:
+            self.skip = conv_nd(dims, channels, self.out_channels, 1)
+
+    def forward(self, x, emb):
+        if self.use_checkpoint and self.training:
+            return checkpoint(self._forward, x, emb, use_reentrant=False)
+        return self._forward(x, emb)
+
+    def _forward(self, x, emb):
+        h = F.silu(self.in_norm(x))
+        if self.updown:
+            h, x = self.h_upd(h), self.x_upd(x)
+        h = self.in_conv(h)
+        emb_out = self.emb_layers(emb).type(h.dtype)
+        emb_out = emb_out.reshape(*emb_out.shape, *([1] * (h.dim() - 2)))
+        if self.use_scale_shift_norm:
+            scale, shift = emb_out.chunk(2, dim=1)
+            h = self.out_norm(h) * (1 + scale) + shift
+        else:
+            h = self.out_norm(h + emb_out)
+        return self.skip(x) + self.out_layers(h)
+
+
+class AttentionBlock(nn.Module):
+    """Self-attention over all spatial positions.
+
+    ``use_new_attention_order`` splits q, k, v before the heads (QKVAttention);
+    otherwise the heads are split first (the legacy order). Both run through
+    ``scaled_dot_product_attention``.
+    """
+
+    def __init__(self, channels, num_heads=1, num_head_channels=-1, use_checkpoint=False,
+                 use_new_attention_order=False):
+        super().__init__()
+        self.num_heads = num_heads if num_head_channels == -1 else channels // num_head_channels
+        self.use_checkpoint = use_checkpoint
+        self.new_order = use_new_attention_order
+        self.norm = normalization(channels)
+        self.qkv = nn.Conv1d(channels, channels * 3, 1)
+        self.proj_out = zero_module(nn.Conv1d(channels, channels, 1))
+
+    def forward(self, x):
+        if self.use_checkpoint and self.training:
+            return checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+    def _forward(self, x):
+        b, c, *spatial = x.shape
+        flat = x.reshape(b, c, -1)
+        qkv = self.qkv(self.norm(flat))
+        heads, length = self.num_heads, flat.shape[-1]
+        ch = c // heads
+        if self.new_order:
+            q, k, v = (z.reshape(b, heads, ch, length) for z in qkv.chunk(3, dim=1))
+        else:
+            q, k, v = qkv.reshape(b, heads, 3 * ch, length).split(ch, dim=2)
+        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        out = out.transpose(-1, -2).reshape(b, c, length)
+        return (flat + self.proj_out(out)).reshape(b, c, *spatial)
+
+
+class UNetModel(nn.Module):
+    """The full UNet with time embedding and optional class conditioning.
+
+    Args:
+        config: a validated UNetConfig.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        config.validate()
+        self.config = c = config
+        heads_up = c.num_heads if c.num_heads_upsample == -1 else c.num_heads_upsample
+        emb_dim = c.model_channels * 4
+        self.time_embed = nn.Sequential(nn.Linear(c.model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.label_emb = nn.Embedding(c.num_classes, emb_dim) if c.num_classes else None
+
+        def res(ch_in, ch_out, **kw):
+            return ResBlock(ch_in, emb_dim, c.dropout, out_channels=ch_out, dims=c.dims,
+                            use_checkpoint=c.use_checkpoint, use_scale_shift_norm=c.use_scale_shift_norm, **kw)
+
+        def attn(ch, heads):
+            return AttentionBlock(ch, num_heads=heads, num_head_channels=c.num_head_channels,
+                                  use_checkpoint=c.use_checkpoint, use_new_attention_order=c.use_new_attention_order)
+
+        ch = input_ch = int(c.channel_mult[0] * c.model_channels)
+        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(conv_nd(c.dims, c.in_channels, ch, 3, padding=1))])
+        skip_chs, ds = [ch], 1
+        for level, mult in enumerate(c.channel_mult):
+            for _ in range(c.num_res_blocks):
+                layers = [res(ch, int(mult * c.model_channels))]
+                ch = int(mult * c.model_channels)
+                if ds in c.attention_resolutions:
+                    layers.append(attn(ch, c.num_heads))
+                self.input_blocks.append(TimestepEmbedSequential(*layers))
+                skip_chs.append(ch)
+            if level != len(c.channel_mult) - 1:
+                down = res(ch, ch, down=True) if c.resblock_updown else Downsample(ch, c.conv_resample, c.dims)
+                self.input_blocks.append(TimestepEmbedSequential(down))
+                skip_chs.append(ch)
+                ds *= 2
+        self.middle_block = TimestepEmbedSequential(res(ch, ch), attn(ch, c.num_heads), res(ch, ch))
+        self.output_blocks = nn.ModuleList([])
+        for level, mult in list(enumerate(c.channel_mult))[::-1]:
+            for i in range(c.num_res_blocks + 1):
+                layers = [res(ch + skip_chs.pop(), int(c.model_channels * mult))]
+                ch = int(c.model_channels * mult)
+                if ds in c.attention_resolutions:
+                    layers.append(attn(ch, heads_up))
+                if level and i == c.num_res_blocks:
+                    layers.append(res(ch, ch, up=True) if c.resblock_updown else Upsample(ch, c.conv_resample, c.dims))
+                    ds //= 2
+                self.output_blocks.append(TimestepEmbedSequential(*layers))
+        self.out = nn.Sequential(normalization(ch), nn.SiLU(),
+                                 zero_module(conv_nd(c.dims, input_ch, c.in_channels, 3, padding=1)))
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply the UNet.
+
+        Args:
+            x: input (batch, C, *spatial).
+            timesteps: (batch,) float timesteps (the caller scales them, see vsgm.score).
+            y: (batch,) class labels for a conditional model.
+
+        Returns:
+            Output shaped like x.
+        """
+        if (y is not None) != (self.label_emb is not None):
+            raise ValueError("labels must be given if and only if the model is class-conditional")
+        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(x.dtype))
+        if y is not None:
+            emb = emb + self.label_emb(y)
+        hs, h = [], x
+        for block in self.input_blocks:
+            h = block(h, emb)
+            hs.append(h)
+        h = self.middle_block(h, emb)
+        for block in self.output_blocks:
+            h = block(torch.cat([h, hs.pop()], dim=1), emb)
+        return self.out(h)
