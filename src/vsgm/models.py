@@ -1,0 +1,71 @@
+"""Build the score network from options, and load a trained one from its checkpoint."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from .checkpoint import CheckpointError, load_state_strict, load_tensors
+from .sde import VESDE
+from .unet import UNetConfig, UNetModel
+
+
+def unet_config(options: dict[str, Any], channels: int, size: int) -> UNetConfig:
+    """UNetConfig from seed-named options (conditional models get n_classes + 1 labels).
+
+    Args:
+        options: seed-named options (model_channels, channel_mult, ...).
+        channels: input channels of the data the model sees.
+        size: spatial size of the data the model sees.
+
+    Returns:
+        A validated UNetConfig.
+    """
+    cfg = UNetConfig(
+        image_size=size, in_channels=channels,
+        model_channels=options["model_channels"], num_res_blocks=options["num_res_blocks"],
+        attention_resolutions=tuple(options["attention_resolutions"]), dropout=options["dropout"],
+        channel_mult=tuple(options["channel_mult"]), conv_resample=options["conv_resample"],
+        dims=options["dims"], num_heads=options["num_heads"], num_head_channels=options["num_head_channels"],
+        use_scale_shift_norm=options["use_scale_shift_norm"], resblock_updown=options["resblock_updown"],
+        use_new_attention_order=options["use_new_attention_order"],
+        use_checkpoint=options.get("use_checkpoint", False),
+        num_classes=options["n_classes"] + 1 if options["conditional"] else None,
+    )
+    cfg.validate()
+    return cfg
+
+
+class TrainedModel:
+    """A trained score model: network (eval mode), SDE and the options it was trained with."""
+
+    def __init__(self, net: UNetModel, options: dict[str, Any], meta: dict[str, Any]):
+        self.net, self.options, self.meta = net.eval(), options, meta
+        self.sde = VESDE(options["sigma"])
+        self.channels, self.size = meta["channels"], meta["size"]
+
+    @property
+    def null_label(self) -> int | None:
+        return self.options["n_classes"] if self.options["conditional"] else None
+
+    def to(self, device: torch.device | str) -> "TrainedModel":
+        self.net.to(device)
+        return self
+
+
+def load_trained(path: str | os.PathLike, device: torch.device | str = "cpu") -> TrainedModel:
+    """Load ``model.safetensors`` + ``model.json`` written by training.
+
+    Raises:
+        CheckpointError: naming the file, when it is missing, corrupt, not safetensors or from another architecture.
+    """
+    tensors, meta = load_tensors(path)
+    try:
+        options = meta["options"]
+        net = UNetModel(unet_config(options, meta["channels"], meta["size"]))
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: metadata does not describe a vsgm model ({err})") from None
+    load_state_strict(net, tensors, path)
+    return TrainedModel(net, options, meta).to(device)

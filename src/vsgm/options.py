@@ -1,0 +1,141 @@
+"""Every option of the seed, under its seed name and with its seed default, in one table.
+
+The CLI builds its parsers from these groups; the workflow passes config keys
+through under the same names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, Callable, Sequence
+
+from .samplers import Grid, Solver
+
+
+@dataclasses.dataclass(frozen=True)
+class Opt:
+    """One command-line option: seed name, default, help, and how to parse it."""
+
+    name: str
+    default: Any
+    help: str
+    type: Callable | None = None
+    choices: Sequence | None = None
+    nargs: str | None = None
+    flag: bool = False  # a real boolean: --name / --no-name
+
+    def add_to(self, parser: argparse._ActionsContainer) -> None:
+        kw: dict[str, Any] = {"default": self.default, "help": f"{self.help} (default: {self.default})"}
+        if self.flag:
+            parser.add_argument(f"--{self.name}", action=argparse.BooleanOptionalAction, **kw)
+            return
+        for key in ("type", "choices", "nargs"):
+            if getattr(self, key) is not None:
+                kw[key] = getattr(self, key)
+        parser.add_argument(f"--{self.name}", **kw)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+MODEL = [
+    Opt("model_channels", 64, "Number of features", positive_int),
+    Opt("num_res_blocks", 2, "Number of residual blocks per downsample", positive_int),
+    Opt("attention_resolutions", [4], "Downsample rates for attention", positive_int, nargs="*"),
+    Opt("dropout", 0.0, "Dropout probability", probability),
+    Opt("channel_mult", [1, 2, 2], "Channel multiplier for UNet levels", positive_int, nargs="+"),
+    Opt("conv_resample", True, "Use learned convolutions for resampling", flag=True),
+    Opt("dims", 2, "Signal dimensionality (1D, 2D, or 3D)", int, choices=[1, 2, 3]),
+    Opt("num_heads", 4, "Number of attention heads", positive_int),
+    Opt("num_head_channels", 32, "Fixed channel width per attention head (-1: use num_heads)", int),
+    Opt("use_scale_shift_norm", False, "Use FiLM-like conditioning mechanism", flag=True),
+    Opt("resblock_updown", False, "Use residual blocks for up/downsampling", flag=True),
+    Opt("use_new_attention_order", False, "Use alternative attention pattern", flag=True),
+    Opt("use_checkpoint", False, "Recompute activations in the backward pass (saves memory, costs time)",
+        flag=True),
+    Opt("conditional", False, "Conditional (class labels)", flag=True),
+    Opt("n_classes", 10, "Number of classes", positive_int),
+    Opt("latent", False, "Use latent implementation (diffusers AutoencoderKL)", flag=True),
+    Opt("vae", "stabilityai/sd-vae-ft-mse", "AutoencoderKL name or local folder for --latent"),
+]
+
+SDE = [
+    Opt("sigma", 25.0, "Sigma", positive_float),
+    Opt("eps", 1e-3, "Smallest timestep for numeric stability", positive_float),
+]
+
+DATA = [
+    Opt("dataset", "mnist", "Dataset name"),
+    Opt("size", None, "Size of the original image (resize to this)", positive_int),
+    Opt("root", "resources/data", "Directory of downloaded datasets"),
+    Opt("batch_size", 128, "Batch size", positive_int),
+    Opt("num_workers", 0, "Number of workers for Dataloader", non_negative_int),
+    Opt("seed", 0, "Random seed", int),
+]
+
+TRAIN = [
+    Opt("n_epochs", 100, "Number of epochs", positive_int),
+    Opt("lr", 5e-4, "Learning rate", positive_float),
+    Opt("decay", 0.0, "Weight decay rate", float),
+    Opt("warmup", 10, "Warmup epochs", non_negative_int),
+    Opt("ema_rate", 0.999, "Exponential moving average rate", probability),
+    Opt("drop_prob", 0.1, "Dropout probability of the label (classifier-free guidance)", probability),
+    Opt("sample_and_save_freq", 10, "Sample and save frequency (epochs)", positive_int),
+    Opt("save_every", 0, "Write a resume checkpoint every N steps (0: only at sample grids and SIGTERM)",
+        non_negative_int),
+    Opt("no_wandb", False, "Disable wandb logging", flag=True),
+    Opt("mixed_precision", "no", "Mixed precision", choices=["no", "fp16", "bf16"]),
+]
+
+SAMPLE = [
+    Opt("sampler_type", "EM", "Sampler", str.upper, choices=["EM", "PC", "ODE"]),
+    Opt("solver", "euler", "Solver for ODE", choices=[s.value for s in Solver]),
+    Opt("grid", "t", "Time variable of the ODE: t (the seed) or logstd", choices=[g.value for g in Grid]),
+    Opt("num_steps", 100, "Number of steps", positive_int),
+    Opt("num_samples", 16, "Number of samples", positive_int),
+    Opt("atol", 1e-6, "Absolute tolerance", positive_float),
+    Opt("rtol", 1e-6, "Relative tolerance", positive_float),
+    Opt("snr", 0.16, "Signal-to-noise ratio of the Langevin corrector (PC)", positive_float),
+    Opt("cfg", 1.0, "Label guidance", float),
+]
+
+GROUPS: dict[str, list[Opt]] = {"model": MODEL, "sde": SDE, "data": DATA, "train": TRAIN, "sample": SAMPLE}
+
+
+def defaults(*groups: str) -> dict[str, Any]:
+    """Seed defaults of the named groups (all groups when none is named)."""
+    names = groups or tuple(GROUPS)
+    return {o.name: o.default for g in names for o in GROUPS[g]}
+
+
+def add_groups(parser: argparse.ArgumentParser, *groups: str) -> None:
+    for g in groups:
+        section = parser.add_argument_group(g)
+        for opt in GROUPS[g]:
+            opt.add_to(section)

@@ -1,0 +1,317 @@
+"""Training with accelerate: AdamW + OneCycle, EMA, mixed precision, several processes, exact resume.
+
+Files in ``out_dir``:
+- ``model.safetensors`` / ``model.json``: EMA weights and metadata (written at the end);
+- ``train.csv``: one row per epoch (loss, lr, images/s);
+- ``resume.safetensors`` / ``resume.json``: written every ``save_every`` steps, at every
+  sample grid and on SIGTERM; a later run with the same options continues from it and
+  ends with the same weights as an uninterrupted run (same seed, CPU);
+- ``progress/epoch_XXXX.png``: a sample grid every ``sample_and_save_freq`` epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from .checkpoint import load_resume, load_state_strict, save_resume, save_tensors
+from .data import ImageLoader, load_prepared
+from .io import write_text
+from .losses import drop_labels, dsm_loss
+from .models import unet_config
+from .samplers import sample
+from .score import make_score_fn
+from .sde import VESDE
+from .unet import UNetModel
+from .viz import save_image_grid
+
+log = logging.getLogger(__name__)
+
+# Options that may differ between an interrupted run and its resumption.
+RESUME_FREE = {"save_every", "no_wandb", "num_workers", "sample_and_save_freq", "log_every"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM arrived; a resume checkpoint was written."""
+
+
+def ema_decay(rate: float, step: int) -> float:
+    """EMA decay with the usual warm-up min(rate, (1 + step) / (10 + step)), so that short runs are not
+    dominated by the random initial weights."""
+    return min(rate, (1.0 + step) / (10.0 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    ema_p = list(ema.parameters())
+    torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1.0 - decay)
+
+
+def check_options(options: dict[str, Any], n_train: int) -> None:
+    """Refuse impossible training options before any work starts."""
+    if options["n_epochs"] < 1:
+        raise ValueError(f"n_epochs must be >= 1, got {options['n_epochs']}")
+    if options["batch_size"] < 1:
+        raise ValueError(f"batch_size must be >= 1, got {options['batch_size']}")
+    if not 0 <= options["warmup"] < options["n_epochs"]:
+        raise ValueError(f"warmup ({options['warmup']} epochs) must be >= 0 and below n_epochs ({options['n_epochs']})")
+    if options["lr"] <= 0:
+        raise ValueError(f"lr must be > 0, got {options['lr']}")
+    if not 0 <= options["ema_rate"] < 1:
+        raise ValueError(f"ema_rate must be in [0, 1), got {options['ema_rate']}")
+    if not 0 <= options["drop_prob"] < 1:
+        raise ValueError(f"drop_prob must be in [0, 1), got {options['drop_prob']}")
+    if n_train < options["batch_size"]:
+        raise ValueError(f"batch_size {options['batch_size']} is larger than the training set per process ({n_train})")
+
+
+class _SigtermFlag:
+    """Turn SIGTERM into a flag the loop checks between steps (the main thread only)."""
+
+    def __init__(self):
+        self.raised = False
+        self._old = None
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def _handle(self, *_):
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+class Trainer:
+    """One training run. Build it, then call ``run()``.
+
+    Args:
+        options: seed-named options (see ``vsgm train --help``).
+        data_path: a prepared training split (``vsgm prepare``).
+        out_dir: where the model, logs and resume files go.
+    """
+
+    def __init__(self, options: dict[str, Any], data_path: str | os.PathLike, out_dir: str | os.PathLike):
+        self.options = dict(options)
+        self.out_dir = Path(out_dir)
+        self.acc = Accelerator(mixed_precision=options.get("mixed_precision", "no"))
+        data = load_prepared(data_path)
+        self.channels, self.size = int(data.images.shape[1]), int(data.images.shape[-1])
+        self.dataset = data.meta.get("dataset", options.get("dataset"))
+        rank, world = self.acc.process_index, self.acc.num_processes
+        images, labels = data.images[rank::world], data.labels[rank::world]
+        check_options(self.options, len(images))
+        if options["conditional"] and int(labels.max()) >= options["n_classes"]:
+            raise ValueError(f"labels go up to {int(labels.max())} but n_classes is {options['n_classes']}")
+        self.loader = ImageLoader(images, labels, options["batch_size"], shuffle=True, seed=options["seed"] + rank,
+                                  drop_last=True, device=self.acc.device, num_workers=options.get("num_workers", 0))
+        self.sde = VESDE(options["sigma"])
+        torch.manual_seed(options["seed"])
+        net = UNetModel(unet_config(options, self.channels, self.size))
+        self.ema = copy.deepcopy(net).requires_grad_(False).to(self.acc.device)
+        opt = torch.optim.AdamW(net.parameters(), lr=options["lr"], weight_decay=options["decay"])
+        self.steps_per_epoch = len(self.loader)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=options["lr"], total_steps=options["n_epochs"] * self.steps_per_epoch,
+            pct_start=options["warmup"] / options["n_epochs"], anneal_strategy="cos")
+        self.model, self.opt, self.sched = self.acc.prepare(net, opt, sched)
+        self.noise = torch.Generator(device=self.acc.device).manual_seed(options["seed"] * 1000 + rank + 1)
+        self.step, self.history = 0, []
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def resume_path(self) -> Path:
+        return self.out_dir / "resume.safetensors"
+
+    def _comparable(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in options.items() if k not in RESUME_FREE}
+
+    def save_resume(self) -> None:
+        if not self.acc.is_main_process:
+            return
+        self._assert_finite_weights()
+        states = {"model": self.acc.unwrap_model(self.model).state_dict(), "ema": self.ema.state_dict(),
+                  "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                  "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()}}
+        meta = {"options": self.options, "step": self.step, "history": self.history,
+                "world_size": self.acc.num_processes}
+        save_resume(self.resume_path, states, meta)
+
+    def try_resume(self) -> bool:
+        """Continue from ``resume.safetensors`` when it exists; refuse one from other options."""
+        if not self.resume_path.exists():
+            return False
+        states, meta = load_resume(self.resume_path)
+        if self._comparable(meta["options"]) != self._comparable(self.options):
+            diff = sorted(k for k in set(meta["options"]) | set(self.options)
+                          if k not in RESUME_FREE and meta["options"].get(k) != self.options.get(k))
+            raise ValueError(f"{self.resume_path}: resume file from other options (differ: {diff}); "
+                             "delete it to start over")
+        if meta["world_size"] != self.acc.num_processes:
+            raise ValueError(f"{self.resume_path}: written by {meta['world_size']} process(es), "
+                             f"now {self.acc.num_processes}")
+        load_state_strict(self.acc.unwrap_model(self.model), states["model"], self.resume_path)
+        load_state_strict(self.ema, states["ema"], self.resume_path)
+        self.opt.load_state_dict(states["optimizer"])
+        self.sched.load_state_dict(states["scheduler"])
+        torch.set_rng_state(states["rng"]["torch"])
+        self.noise.set_state(states["rng"]["noise"])
+        self.step, self.history = meta["step"], meta["history"]
+        log.warning("resumed from %s at step %d (epoch %d)", self.resume_path, self.step,
+                    self.step // self.steps_per_epoch)
+        return True
+
+    def _assert_finite_weights(self) -> None:
+        for name, p in self.acc.unwrap_model(self.model).named_parameters():
+            if not torch.isfinite(p).all():
+                raise TrainingDiverged(f"non-finite weights in {name} at step {self.step}; "
+                                       "the last good checkpoint is kept")
+
+    # -- loop ----------------------------------------------------------------------------------
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        o = self.options
+        labels = None
+        if o["conditional"]:
+            labels = drop_labels(y, o["drop_prob"], o["n_classes"], generator=self.noise)
+        with self.acc.autocast():
+            loss = dsm_loss(self.model, self.sde, x, eps=o["eps"], y=labels, generator=self.noise).mean()
+        self.acc.backward(loss)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        update_ema(self.ema, self.acc.unwrap_model(self.model), ema_decay(o["ema_rate"], self.step))
+        self.step += 1
+        return loss.detach()
+
+    def run(self, resume: bool = True) -> dict[str, Any]:
+        """Train to ``n_epochs``, resuming if possible; returns the final metadata."""
+        o = self.options
+        if resume:
+            self.try_resume()
+        self.model.train()
+        total = o["n_epochs"] * self.steps_per_epoch
+        bar = tqdm(total=total, initial=self.step, disable=not self.acc.is_main_process, desc="train",
+                   unit="step", mininterval=1.0)
+        with _SigtermFlag() as sigterm:
+            while self.step < total:
+                epoch, skip = divmod(self.step, self.steps_per_epoch)
+                self.loader.set_epoch(epoch)
+                loss_sum, n, t0 = torch.zeros((), device=self.acc.device), 0, time.perf_counter()
+                bad = torch.full((), -1, device=self.acc.device, dtype=torch.long)
+                for i, (x, y) in enumerate(self.loader):
+                    if i < skip:
+                        continue
+                    loss = self.train_step(x, y)
+                    # no host sync per step: remember the first non-finite step on the device
+                    bad = torch.where((bad < 0) & ~torch.isfinite(loss), self.step - 1, bad)
+                    loss_sum += loss
+                    n += 1
+                    bar.update(1)
+                    if sigterm.raised:
+                        self._check_finite(bad, epoch)
+                        self.save_resume()
+                        raise Preempted(f"SIGTERM at step {self.step}; resume checkpoint written to "
+                                        f"{self.resume_path}")
+                    if o["save_every"] and self.step % o["save_every"] == 0:
+                        self._check_finite(bad, epoch)
+                        self.save_resume()
+                self._check_finite(bad, epoch)
+                mean_loss = self.acc.reduce(loss_sum / max(n, 1), reduction="mean").item()
+                seconds = time.perf_counter() - t0
+                row = {"epoch": epoch + 1, "step": self.step, "loss": mean_loss, "lr": self.sched.get_last_lr()[0],
+                       "images_per_s": n * o["batch_size"] * self.acc.num_processes / max(seconds, 1e-9)}
+                self.history.append(row)
+                bar.set_postfix(loss=f"{mean_loss:.4g}", epoch=epoch + 1)
+                self._log_wandb(row)
+                if (epoch + 1) % o["sample_and_save_freq"] == 0 and self.step < total:
+                    self.save_progress_grid(epoch + 1)
+                    self.save_resume()
+        bar.close()
+        self.acc.wait_for_everyone()
+        return self.finish()
+
+    def _check_finite(self, bad: torch.Tensor, epoch: int) -> None:
+        step = int(bad.item())
+        if step >= 0:
+            where = f"{self.resume_path}" if self.resume_path.exists() else "none written yet"
+            raise TrainingDiverged(f"loss became non-finite at step {step + 1} (epoch {epoch + 1}); "
+                                   f"stopped; last good checkpoint kept: {where}")
+
+    def _log_wandb(self, row: dict[str, Any]) -> None:
+        if self.options.get("no_wandb", True) or not self.acc.is_main_process:
+            return
+        try:
+            import wandb
+        except ImportError:
+            return
+        if wandb.run is None:
+            wandb.init(project="vsgm", config=self.options, name=f"{self.dataset}")
+        wandb.log(row, step=self.step)
+
+    @torch.no_grad()
+    def save_progress_grid(self, epoch: int) -> None:
+        if not self.acc.is_main_process:
+            return
+        o = self.options
+        g = torch.Generator(device=self.acc.device).manual_seed(o["seed"])
+        y = None
+        if o["conditional"]:
+            y = torch.arange(o["num_samples"], device=self.acc.device) % o["n_classes"]
+        score = make_score_fn(self.ema.eval(), self.sde, y=y, cfg=o["cfg"], null_label=o["n_classes"])
+        shape = (o["num_samples"], self.channels, *([self.size] * o["dims"]))
+        res = sample(score, self.sde, shape, "em", num_steps=o["num_steps"], eps=o["eps"], generator=g,
+                     device=self.acc.device)
+        if o["dims"] == 2:
+            save_image_grid(res.samples, self.out_dir / "progress" / f"epoch_{epoch:04d}.png")
+
+    def finish(self) -> dict[str, Any]:
+        meta = {"options": self.options, "step": self.step, "epoch": self.options["n_epochs"],
+                "channels": self.channels, "size": self.size, "dataset": self.dataset,
+                "final_loss": self.history[-1]["loss"] if self.history else None}
+        if self.acc.is_main_process:
+            self._assert_finite_weights()
+            write_text(self.out_dir / "train.csv", history_csv(self.history))
+            save_tensors(self.out_dir / "model.safetensors", self.ema.state_dict(), meta)
+            # the finished model supersedes the resume file (and a later run with other options must not trip on it)
+            self.resume_path.unlink(missing_ok=True)
+            self.resume_path.with_suffix(".json").unlink(missing_ok=True)
+        return meta
+
+
+def history_csv(rows: list[dict[str, Any]]) -> str:
+    """Training history as CSV text."""
+    buf = io.StringIO()
+    fields = ["epoch", "step", "loss", "lr", "images_per_s"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in fields})
+    return buf.getvalue()
+
+
+def train(options: dict[str, Any], data_path: str | os.PathLike, out_dir: str | os.PathLike,
+          resume: bool = True) -> dict[str, Any]:
+    """Train a score model; see Trainer."""
+    return Trainer(options, data_path, out_dir).run(resume=resume)

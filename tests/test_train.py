@@ -1,0 +1,117 @@
+"""Training: the loss goes down, checkpoints round-trip, bad input is refused, two DDP ranks agree."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vsgm.checkpoint import CheckpointError
+from vsgm.losses import dsm_loss_at
+from vsgm.models import load_trained
+from vsgm.train import TrainingDiverged, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_model(tiny_options, digits_train, tmp_path):
+    tiny_options.update(n_epochs=4)
+    meta = train(tiny_options, digits_train, tmp_path)
+    rows = (tmp_path / "train.csv").read_text().splitlines()
+    losses = [float(r.split(",")[2]) for r in rows[1:]]
+    assert len(losses) == 4 and losses[-1] < 0.7 * losses[0]
+    assert meta["step"] == 4 * (1438 // 64)
+    side = json.loads((tmp_path / "model.json").read_text())
+    assert side["options"]["model_channels"] == 16 and side["versions"]["torch"] == torch.__version__
+    model = load_trained(tmp_path / "model.safetensors")
+    # the saved weights are the EMA weights and reproduce the training loss scale on real data
+    from vsgm.data import load_prepared
+    x = load_prepared(digits_train).images[:128].float() / 127.5 - 1
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(128, generator=g) * 0.999 + 0.001
+    with torch.no_grad():
+        loss = dsm_loss_at(model.net, model.sde, x, t, torch.randn(x.shape, generator=g)).mean().item()
+    assert loss < losses[0]
+    assert not (tmp_path / "resume.safetensors").exists()  # a finished run leaves no stale resume file
+
+
+def test_same_seed_same_weights(tiny_options, digits_train, tmp_path):
+    tiny_options.update(n_epochs=1, warmup=0)
+    train(tiny_options, digits_train, tmp_path / "a")
+    train(tiny_options, digits_train, tmp_path / "b")
+    a, b = (load_file(tmp_path / d / "model.safetensors") for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_conditional_training_and_guided_sampling(tiny_options, digits_train, tmp_path):
+    from vsgm.sampling import draw
+    from vsgm.samplers import parse_sampler
+
+    tiny_options.update(n_epochs=1, warmup=0, conditional=True, n_classes=10)
+    train(tiny_options, digits_train, tmp_path)
+    model = load_trained(tmp_path / "model.safetensors")
+    assert model.net.label_emb.num_embeddings == 11
+    samples, cost = draw(model, parse_sampler("em"), 6, 4, num_steps=5, eps=1e-3, cfg=3.0)
+    assert samples.shape == (6, 1, 8, 8) and cost["nfe"] == 5
+
+
+def test_nan_loss_stops_with_step_and_epoch(tiny_options, digits_train, tmp_path):
+    tiny_options.update(lr=1e30, n_epochs=2, save_every=0)
+    with pytest.raises(TrainingDiverged, match=r"non-finite at step \d+ \(epoch 1\)"):
+        train(tiny_options, digits_train, tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(n_epochs=2, warmup=5), "warmup"),
+    (dict(batch_size=5000), "larger than the training set"),
+    (dict(attention_resolutions=[8]), "not downsample rates"),
+    (dict(num_head_channels=24), "does not divide"),
+    (dict(channel_mult=[]), "must not be empty"),
+])
+def test_impossible_options_refused_before_training(tiny_options, digits_train, tmp_path, change, message):
+    tiny_options.update(change)
+    with pytest.raises(ValueError, match=message):
+        train(tiny_options, digits_train, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_checkpoint_errors_name_the_file(tiny_options, digits_train, tmp_path):
+    tiny_options.update(n_epochs=1, warmup=0)
+    train(tiny_options, digits_train, tmp_path)
+    path = tmp_path / "model.safetensors"
+    data = path.read_bytes()
+    truncated = tmp_path / "trunc" / "model.safetensors"
+    truncated.parent.mkdir()
+    truncated.write_bytes(data[: len(data) // 2])
+    (truncated.parent / "model.json").write_text((tmp_path / "model.json").read_text())
+    with pytest.raises(CheckpointError, match=f"{truncated}.*truncated or corrupt"):
+        load_trained(truncated)
+    pickled = tmp_path / "pickle" / "model.safetensors"
+    pickled.parent.mkdir()
+    torch.save({"w": torch.zeros(1)}, pickled)
+    with pytest.raises(CheckpointError, match="pickle.*never unpickles"):
+        load_trained(pickled)
+    other = json.loads((tmp_path / "model.json").read_text())
+    other["options"]["model_channels"] = 32
+    (tmp_path / "model.json").write_text(json.dumps(other))
+    with pytest.raises(CheckpointError, match="does not match this architecture.*shape mismatch"):
+        load_trained(path)
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_on_cpu_end_with_identical_weights(digits_train, tmp_path):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(ROOT / "tests" / "ddp_worker.py"), str(digits_train), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["distributed"] == "MULTI_CPU" and ranks[0]["world"] == 2
+    assert ranks[0]["checksum"] == ranks[1]["checksum"]
+    assert ranks[0]["steps"] == ranks[1]["steps"] > 0
