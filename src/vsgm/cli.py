@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .options import add_groups, defaults
+from .options import add_groups, defaults, positive_int
 
 log = logging.getLogger("vsgm")
 
@@ -83,6 +83,155 @@ def cmd_sample(args: argparse.Namespace) -> None:
           + ", ".join(map(str, paths)))
 
 
+def _write_parquet(df, path: str | Path) -> None:
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from .data import load_prepared
+    from .io import write_json
+    from .models import load_trained
+    from .ood import FeatureConfig, compute_features
+
+    device = _device(args.device)
+    model = load_trained(args.checkpoint, device)
+    data = load_prepared(args.data, size=model.size, channels=model.channels)
+    images = data.images
+    if args.max_images and len(images) > args.max_images:
+        images = images[: args.max_images]
+    cfg = FeatureConfig(n_draws=args.n_draws, levels=args.levels, bpd=args.bpd, bpd_steps=args.bpd_steps,
+                        seed=args.seed)
+    df = compute_features(model, images, cfg, batch_size=args.batch_size, device=device)
+    _write_parquet(df, args.out)
+    write_json(Path(args.out).with_suffix(".json"), {"nfe": cfg.nfe(), "n": len(df), "data": str(args.data),
+                                                     "dataset": data.meta.get("dataset")})
+    print(f"features of {len(df)} images -> {args.out}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .ood import fit_split, score_table
+
+    train = pd.read_parquet(args.train_features)
+    fit_rows, holdout_rows = fit_split(len(train), seed=args.seed)
+    target = pd.read_parquet(args.features)
+    if args.holdout:
+        target = target.iloc[holdout_rows]
+    scores = score_table(train.iloc[fit_rows], target, args.scorers)
+    _write_parquet(scores, args.out)
+    print(f"scores of {len(scores)} images ({', '.join(c for c in scores.columns if c != 'index')}) -> {args.out}")
+
+
+def cmd_pair(args: argparse.Namespace) -> None:
+    import json
+
+    import pandas as pd
+
+    from .io import atomic_path
+    from .tables import OOD, pair_table
+    from .viz import plot_roc_curves, plot_score_histograms
+
+    ins, outs = pd.read_parquet(args.in_scores), pd.read_parquet(args.out_scores)
+    sanity = pd.read_parquet(args.sanity) if args.sanity else None
+    nfe = json.loads(Path(args.nfe_json).read_text())["nfe"] if args.nfe_json else None
+    model = args.model or Path(args.out).parent.name
+    out_name = args.out_name or Path(args.out_scores).stem
+    table = pair_table(model, out_name, ins, outs, sanity, nfe, n_boot=args.n_boot, seed=args.seed)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    if args.plots:
+        plots = Path(args.plots)
+        scorers = [c for c in ins.columns if c != "index"]
+        for s in scorers:
+            plot_score_histograms(ins[s].to_numpy(), outs[s].to_numpy(), plots / f"hist_{s}.png",
+                                  title=f"{model} vs {out_name}: {s}", label_in=f"{model} (test)", label_out=out_name)
+        plot_roc_curves({s: (ins[s].to_numpy(), outs[s].to_numpy()) for s in scorers}, plots / "roc.png",
+                        title=f"{model} vs {out_name}")
+    best = table[table["comparison"] == OOD].sort_values("auroc").iloc[-1]
+    print(f"{model} vs {out_name}: best {best['scorer']} AUROC {best['auroc']:.3f} -> {args.out}")
+
+
+def cmd_ood(args: argparse.Namespace) -> None:
+    """The seed's --outlier_detection in one command: score the in-distribution test set and an outlier set."""
+    import pandas as pd
+
+    from .data import get_info, load_prepared, native_size, prepare
+    from .models import load_trained
+    from .ood import FeatureConfig, compute_features, fit_split, score_table
+    from .tables import pair_table
+
+    device = _device(args.device)
+    model = load_trained(args.checkpoint, device)
+    in_name = model.meta.get("dataset") or args.dataset
+    bottleneck = native_size(in_name, model.size)
+    cache = Path("resources/prepared") / f"for_{in_name}_{model.size}px_{model.channels}ch"
+    cfg = FeatureConfig(n_draws=args.n_draws, levels=args.levels, bpd=args.bpd, seed=args.seed)
+    feats = {}
+    for name, split in ((in_name, "train"), (in_name, "test"), (args.out_dataset, "test")):
+        get_info(name)
+        path = cache / f"{name}_{split}.safetensors"
+        if not path.exists():
+            prepare(name, split, args.root, path, size=model.size, channels=model.channels, bottleneck=bottleneck,
+                    max_images=args.max_images)
+        images = load_prepared(path, size=model.size, channels=model.channels).images[: args.max_images]
+        feats[(name, split)] = compute_features(model, images, cfg, batch_size=args.batch_size, device=device)
+    train = feats[(in_name, "train")]
+    fit_rows, holdout = fit_split(len(train), seed=args.seed)
+    score = lambda df: score_table(train.iloc[fit_rows], df)  # noqa: E731
+    table = pair_table(in_name, args.out_dataset, score(feats[(in_name, "test")]),
+                       score(feats[(args.out_dataset, "test")]), score(train.iloc[holdout]), cfg.nfe())
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.drop(columns=["model", "in"]).to_string(index=False, float_format="%.3f"))
+
+
+def cmd_classifier(args: argparse.Namespace) -> None:
+    from .data import load_prepared
+    from .quality import save_classifier, train_classifier
+
+    data = load_prepared(args.data)
+    model, acc = train_classifier(data.images, data.labels, epochs=args.epochs, seed=args.seed)
+    save_classifier(model, args.out, {"train_accuracy": acc, "data": str(args.data),
+                                      "dataset": data.meta.get("dataset")})
+    print(f"feature classifier: training accuracy {acc:.3f} -> {args.out}")
+
+
+def cmd_quality(args: argparse.Namespace) -> None:
+    import json
+
+    import numpy as np
+    import torch
+
+    from .data import load_prepared
+    from .io import write_json
+    from .quality import load_classifier, sample_fd
+
+    clf = load_classifier(args.classifier)
+    with np.load(args.samples, allow_pickle=False) as f:
+        samples = torch.from_numpy(f["samples"])
+    ref = load_prepared(args.reference).images.float() / 127.5 - 1
+    info = json.loads(Path(args.samples).with_suffix(".json").read_text())
+    result = {"dataset": info.get("dataset"), "sampler": info["sampler"], "n_samples": len(samples),
+              "n_reference": len(ref), "fd": sample_fd(clf, samples, ref)}
+    if args.train_reference:
+        train = load_prepared(args.train_reference).images.float() / 127.5 - 1
+        # the distance a perfect sampler would get with this many samples: real training images vs test
+        idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: len(samples)]
+        result["fd_test_vs_train"] = sample_fd(clf, train[idx], ref)
+    write_json(args.out, result)
+    print(f"{result['sampler']}: FD {result['fd']:.3f} -> {args.out}")
+
+
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    from .report import aggregate_results
+
+    paths = aggregate_results(args.results, args.out_dir)
+    print("wrote " + ", ".join(map(str, paths)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vsgm", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vsgm {__version__}")
@@ -107,15 +256,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output prefix for .png/.npz/.json (default: <checkpoint dir>/samples/<sampler>)")
     p.set_defaults(func=cmd_sample)
 
+    p = sub.add_parser("features", help="per-image out-of-distribution features of a prepared set")
+    p.add_argument("--checkpoint", required=True, help="model.safetensors")
+    p.add_argument("--data", required=True, help="a set prepared in the model's channels and size")
+    p.add_argument("--out", required=True, help="output .parquet (a .json with the NFE per scorer lands beside it)")
+    p.add_argument("--n_draws", type=positive_int, default=1, help="noise draws per time of the loss score")
+    p.add_argument("--levels", type=positive_int, default=10, help="noise levels of the multi-scale score norms")
+    p.add_argument("--bpd", action=argparse.BooleanOptionalAction, default=False, help="also bits/dim (costly)")
+    p.add_argument("--bpd_steps", type=positive_int, default=10, help="rk4 steps (log-std grid) for bits/dim")
+    p.add_argument("--max_images", type=positive_int, default=None, help="score at most this many images")
+    p.add_argument("--batch_size", type=positive_int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("score", help="outlier scores (one column per scorer) from feature tables")
+    p.add_argument("--train_features", required=True, help="features of the in-distribution training images")
+    p.add_argument("--features", required=True, help="features of the images to score")
+    p.add_argument("--out", required=True, help="output .parquet")
+    p.add_argument("--holdout", action="store_true",
+                   help="score only the held-out part of the training images (the sanity row)")
+    p.add_argument("--scorers", nargs="+", help="default: every scorer whose features exist")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("pair", help="AUROC, AUPR, FPR@95 for one (model, outlier set) pair")
+    p.add_argument("--in_scores", required=True)
+    p.add_argument("--out_scores", required=True)
+    p.add_argument("--sanity", help="scores of held-out training images (train-vs-test sanity rows)")
+    p.add_argument("--nfe_json", help="features .json with the NFE per scorer")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--plots", help="directory for histograms and ROC curves")
+    p.add_argument("--model", help="model name (default: the output's directory)")
+    p.add_argument("--out_name", help="outlier set name (default: the out_scores file name)")
+    p.add_argument("--n_boot", type=positive_int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_pair)
+
+    p = sub.add_parser("ood", help="the seed's outlier detection in one go: a model against --out_dataset")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out_dataset", required=True, help="outlier dataset")
+    p.add_argument("--dataset", help="in-distribution dataset (default: the model's)")
+    p.add_argument("--root", default="resources/data")
+    p.add_argument("--n_draws", type=positive_int, default=1)
+    p.add_argument("--levels", type=positive_int, default=10)
+    p.add_argument("--bpd", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--max_images", type=positive_int, default=2000)
+    p.add_argument("--batch_size", type=positive_int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_ood)
+
+    p = sub.add_parser("classifier", help="train the small feature classifier used for the sample-quality number")
+    p.add_argument("--data", required=True, help="prepared in-distribution training split")
+    p.add_argument("--out", required=True, help="output .safetensors")
+    p.add_argument("--epochs", type=positive_int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_classifier)
+
+    p = sub.add_parser("quality", help="Frechet distance of samples to test images in the classifier's features")
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--samples", required=True, help=".npz written by vsgm sample")
+    p.add_argument("--reference", required=True, help="prepared in-distribution test split")
+    p.add_argument("--train_reference", help="prepared training split: adds the real-vs-real floor")
+    p.add_argument("--out", required=True, help="output .json")
+    p.set_defaults(func=cmd_quality)
+
+    p = sub.add_parser("aggregate", help="AUROC tables, heatmap, solver table and sample montage over all models")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out_dir", default="results")
+    p.set_defaults(func=cmd_aggregate)
+
     from .data.commands import register as register_data
 
     register_data(sub)
-    for extra in ("vsgm.ood_cli", "vsgm.bench"):
-        try:
-            module = __import__(extra, fromlist=["register"])
-        except ImportError:
-            continue
-        module.register(sub)
     return parser
 
 

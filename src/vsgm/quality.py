@@ -1,0 +1,84 @@
+"""An offline sample-quality number: the Frechet distance in the feature space of a small classifier
+trained on the in-distribution training set (the idea of FID without Inception weights or a network)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_state_strict, load_tensors, save_tensors
+from .metrics import frechet_distance
+
+
+class SmallClassifier(nn.Module):
+    """Three conv blocks and a linear head; ``features`` is the 64-d penultimate activation."""
+
+    def __init__(self, channels: int, n_classes: int, width: int = 32):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.GroupNorm(8, width), nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GroupNorm(8, 2 * width), nn.SiLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GroupNorm(8, 2 * width), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(2 * width, n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 5, batch_size: int = 128,
+                     seed: int = 0) -> tuple[SmallClassifier, float]:
+    """Train the feature network on uint8 images with their labels.
+
+    Returns:
+        (the classifier in eval mode, its training accuracy in the last epoch)
+    """
+    torch.manual_seed(seed)
+    n_classes = int(labels.max()) + 1
+    model = SmallClassifier(images.shape[1], n_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(seed)
+    x_all = images.float() / 127.5 - 1
+    correct = 0
+    for _ in range(epochs):
+        perm = torch.randperm(len(images), generator=g)
+        correct = 0
+        for start in range(0, len(images), batch_size):
+            idx = perm[start:start + batch_size]
+            logits = model(x_all[idx])
+            loss = F.cross_entropy(logits, labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            correct += int((logits.argmax(1) == labels[idx]).sum())
+    return model.eval(), correct / len(images)
+
+
+def save_classifier(model: SmallClassifier, path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    save_tensors(path, model.state_dict(), {**meta, "channels": model.body[0].in_channels,
+                                            "n_classes": model.head.out_features})
+
+
+def load_classifier(path: str | os.PathLike) -> SmallClassifier:
+    tensors, meta = load_tensors(path)
+    model = SmallClassifier(meta["channels"], meta["n_classes"])
+    load_state_strict(model, tensors, path)
+    return model.eval()
+
+
+@torch.no_grad()
+def features(model: SmallClassifier, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Penultimate features of images in [-1, 1]."""
+    return torch.cat([model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def sample_fd(model: SmallClassifier, samples: torch.Tensor, reference: torch.Tensor) -> float:
+    """Frechet distance between samples and reference images (both in [-1, 1]) in classifier features."""
+    return frechet_distance(features(model, samples).double().numpy(), features(model, reference).double().numpy())

@@ -1,0 +1,56 @@
+"""The benchmark's aggregate outputs: AUROC table (csv, md, heatmap), solver table, sample montage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .io import atomic_path, write_text
+from .tables import auroc_markdown, auroc_matrix, collect_pairs, solvers_table
+from .viz import montage, plot_auroc_heatmap
+
+OUTPUTS = ("auroc.csv", "auroc.md", "auroc.png", "solvers.csv", "samples.png")
+
+
+def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str | os.PathLike],
+              quality_jsons: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:
+    """Write every aggregate output from explicit inputs (the workflow lists them; nothing is globbed).
+
+    Sample grids are found beside their JSON files (``samples/{sampler}.png``).
+
+    Returns:
+        The paths written.
+    """
+    out = Path(out_dir)
+    long = collect_pairs(pair_csvs)
+    with atomic_path(out / "auroc.csv") as tmp:
+        long.to_csv(tmp, index=False, float_format="%.6g")
+    write_text(out / "auroc.md", auroc_markdown(long))
+    scorers = sorted(long["scorer"].unique())
+    plot_auroc_heatmap({s: auroc_matrix(long, s) for s in scorers}, out / "auroc.png",
+                       title="AUROC: in-distribution (rows) vs outliers (columns)")
+    solvers = solvers_table(sample_jsons, quality_jsons)
+    with atomic_path(out / "solvers.csv") as tmp:
+        solvers.to_csv(tmp, index=False, float_format="%.6g")
+    grids = {(str(row.model), str(row.sampler)): Path(js).with_suffix(".png")
+             for row, js in zip(solvers_rows(sample_jsons), sample_jsons)}
+    montage(grids, out / "samples.png", row_label="dataset", col_label="sampler")
+    return [out / name for name in OUTPUTS]
+
+
+def solvers_rows(sample_jsons: Iterable[str | os.PathLike]):
+    """(model, sampler) of each sample JSON, in order."""
+    import json
+    from types import SimpleNamespace
+
+    for p in sample_jsons:
+        d = json.loads(Path(p).read_text())
+        yield SimpleNamespace(model=d.get("dataset"), sampler=d["sampler"])
+
+
+def aggregate_results(results: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+    """``vsgm aggregate``: everything found under a results directory."""
+    root = Path(results)
+    return aggregate(sorted(root.glob("*/ood_*.csv")), sorted(root.glob("*/samples/*.json")),
+                     sorted(root.glob("*/quality/*.json")), out_dir)

@@ -1,0 +1,112 @@
+"""Benchmark tables: one out-of-distribution pair, and the aggregates over all models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .metrics import ood_metrics
+
+PAIR_COLUMNS = ["model", "in", "out", "comparison", "scorer", "auroc", "auroc_lo", "auroc_hi", "aupr_in", "aupr_out",
+                "fpr95", "n_in", "n_out", "nfe"]
+SANITY = "train_vs_test"
+OOD = "test_vs_ood"
+
+
+def pair_table(model: str, out_name: str, in_scores: pd.DataFrame, out_scores: pd.DataFrame,
+               sanity_scores: pd.DataFrame | None = None, nfe: dict[str, float] | None = None,
+               n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Metrics for one (model, outlier set) pair, one row per scorer, plus the train-vs-test sanity rows.
+
+    Args:
+        model: the in-distribution dataset key.
+        out_name: the outlier set key.
+        in_scores: scores of the in-distribution test images (one column per scorer).
+        out_scores: scores of the outlier images.
+        sanity_scores: scores of held-out in-distribution *training* images; they play the outlier
+            role against the test images (AUROC near 0.5 expected).
+        nfe: network evaluations per image for each scorer.
+        n_boot, seed: bootstrap settings for the AUROC interval.
+
+    Returns:
+        DataFrame with PAIR_COLUMNS.
+    """
+    scorers = [c for c in in_scores.columns if c != "index"]
+    missing = [s for s in scorers if s not in out_scores.columns]
+    if missing:
+        raise ValueError(f"outlier scores lack scorer column(s) {missing}")
+    rows = []
+    comparisons = [(OOD, out_name, out_scores)]
+    if sanity_scores is not None:
+        comparisons.append((SANITY, f"{model}_train", sanity_scores))
+    for comparison, name, other in comparisons:
+        for s in scorers:
+            m = ood_metrics(in_scores[s].to_numpy(), other[s].to_numpy(), n_boot=n_boot, seed=seed)
+            rows.append({"model": model, "in": model, "out": name, "comparison": comparison, "scorer": s, **m,
+                         "nfe": (nfe or {}).get(s, np.nan)})
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def collect_pairs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Concatenate pair CSVs into the long AUROC table (sanity rows de-duplicated per model)."""
+    frames = [pd.read_csv(p) for p in sorted(map(str, paths))]
+    if not frames:
+        raise ValueError("no pair tables to aggregate")
+    df = pd.concat(frames, ignore_index=True)
+    return df.drop_duplicates(subset=["model", "out", "comparison", "scorer"]).reset_index(drop=True)
+
+
+def auroc_matrix(long: pd.DataFrame, scorer: str) -> pd.DataFrame:
+    """In-distribution x outlier AUROC matrix for one scorer (outlier pairs only)."""
+    sub = long[(long["scorer"] == scorer) & (long["comparison"] == OOD)]
+    return sub.pivot(index="model", columns="out", values="auroc").sort_index().sort_index(axis=1)
+
+
+def auroc_markdown(long: pd.DataFrame) -> str:
+    """Markdown: one in x out table per scorer, with a sanity column and the best scorer per pair marked."""
+    lines = ["# AUROC (higher = better separated; 0.5 = chance; values below 0.5 are reported as they are)", ""]
+    ood = long[long["comparison"] == OOD]
+    best = ood.loc[ood.groupby(["model", "out"])["auroc"].idxmax(), ["model", "out", "scorer"]]
+    best_set = set(map(tuple, best.to_numpy()))
+    for scorer in sorted(long["scorer"].unique()):
+        mat = auroc_matrix(long, scorer)
+        sanity = long[(long["scorer"] == scorer) & (long["comparison"] == SANITY)].set_index("model")["auroc"]
+        nfe = long.loc[long["scorer"] == scorer, "nfe"].dropna()
+        lines.append(f"## {scorer}" + (f" ({nfe.iloc[0]:g} network evaluations per image)" if len(nfe) else ""))
+        lines.append("")
+        header = ["in \\ out", *mat.columns, "train vs test"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for model, row in mat.iterrows():
+            cells = []
+            for out, v in row.items():
+                cell = "" if pd.isna(v) else f"{v:.3f}"
+                cells.append(f"**{cell}**" if (model, out, scorer) in best_set else cell)
+            san = sanity.get(model, np.nan)
+            cells.append("" if pd.isna(san) else f"{san:.3f}")
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append("Bold: the best scorer for that pair. `train vs test`: held-out training images against "
+                 "test images of the same dataset (near 0.5 when the detector does not overfit).")
+    return "\n".join(lines) + "\n"
+
+
+def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[str | Path] = ()) -> pd.DataFrame:
+    """One row per (model, sampler): NFE, seconds, samples/s and the sample-quality numbers."""
+    quality = {}
+    for q in quality_jsons:
+        d = json.loads(Path(q).read_text())
+        quality[(d["dataset"], d["sampler"])] = d
+    rows = []
+    for p in sample_jsons:
+        d = json.loads(Path(p).read_text())
+        q = quality.get((d.get("dataset"), d["sampler"]), {})
+        rows.append({"model": d.get("dataset"), "sampler": d["sampler"], "solver": d.get("solver"),
+                     "grid": d.get("grid"), "nfe": d["nfe"], "seconds": d["seconds"],
+                     "samples_per_s": d["samples_per_s"], "num_samples": d["num_samples"],
+                     "fd_classifier": q.get("fd"), "fd_reference": q.get("fd_test_vs_train")})
+    return pd.DataFrame(rows).sort_values(["model", "nfe", "sampler"]).reset_index(drop=True)
