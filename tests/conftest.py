@@ -31,3 +31,16 @@ def digits_train(tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared") / "digits" / "train.safetensors"
     prepare("digits", "train", tmp_path_factory.mktemp("data"), out, size=8, channels=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, digits_train):
+    """A tiny model trained for two epochs on digits (session-wide; treat as read-only)."""
+    from vsgm.train import train
+
+    opts = defaults()
+    opts.update(TINY_MODEL, dataset="digits", n_epochs=2, warmup=1, batch_size=64, sample_and_save_freq=100,
+                no_wandb=True)
+    out = tmp_path_factory.mktemp("tiny_model")
+    train(opts, digits_train, out)
+    return out / "model.safetensors"

@@ -18,9 +18,9 @@ import http.server
 import pickle
 import socket
 import threading
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -94,15 +94,30 @@ def write_cifar10(dataset_dir: Path, monkeypatch) -> Expected:
     names = [f"data_batch_{i}" for i in range(1, 6)]
     for i, name in enumerate(names):  # 5 batches of 2 images, then 2 test images
         rows = slice(2 * i, 2 * i + 2)
-        _pickle(base / name, {"batch_label": name, "labels": labels[rows].tolist(),
-                              "data": images[rows].reshape(2, -1), "filenames": ["x.png", "y.png"]})
-    _pickle(base / "test_batch", {"batch_label": "test", "labels": labels[10:].tolist(),
-                                  "data": images[10:].reshape(2, -1), "filenames": ["a.png", "b.png"]})
+        _pickle(
+            base / name,
+            {
+                "batch_label": name,
+                "labels": labels[rows].tolist(),
+                "data": images[rows].reshape(2, -1),
+                "filenames": ["x.png", "y.png"],
+            },
+        )
+    _pickle(
+        base / "test_batch",
+        {
+            "batch_label": "test",
+            "labels": labels[10:].tolist(),
+            "data": images[10:].reshape(2, -1),
+            "filenames": ["a.png", "b.png"],
+        },
+    )
     _pickle(base / "batches.meta", {"label_names": [f"class{i}" for i in range(10)], "num_vis": 3072})
     monkeypatch.setattr(CIFAR10, "train_list", [[n, md5(base / n)] for n in names])
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5(base / "test_batch")]])
-    monkeypatch.setattr(CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names",
-                                          "md5": md5(base / "batches.meta")})
+    monkeypatch.setattr(
+        CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names", "md5": md5(base / "batches.meta")}
+    )
     return {"train": (images[:10], labels[:10]), "test": (images[10:], labels[10:])}
 
 
@@ -115,10 +130,20 @@ def write_cifar100(dataset_dir: Path, monkeypatch) -> Expected:
     fine = np.array([0, 99, 42, 7, 13, 55, 98], dtype=np.int64)
     for name, rows in (("train", slice(0, 5)), ("test", slice(5, 7))):
         n = len(fine[rows])
-        _pickle(base / name, {"filenames": ["f.png"] * n, "batch_label": name, "fine_labels": fine[rows].tolist(),
-                              "coarse_labels": (fine[rows] // 5).tolist(), "data": images[rows].reshape(n, -1)})
-    _pickle(base / "meta", {"fine_label_names": [f"f{i}" for i in range(100)],
-                            "coarse_label_names": [f"c{i}" for i in range(20)]})
+        _pickle(
+            base / name,
+            {
+                "filenames": ["f.png"] * n,
+                "batch_label": name,
+                "fine_labels": fine[rows].tolist(),
+                "coarse_labels": (fine[rows] // 5).tolist(),
+                "data": images[rows].reshape(n, -1),
+            },
+        )
+    _pickle(
+        base / "meta",
+        {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]},
+    )
     monkeypatch.setattr(CIFAR100, "train_list", [["train", md5(base / "train")]])
     monkeypatch.setattr(CIFAR100, "test_list", [["test", md5(base / "test")]])
     monkeypatch.setattr(CIFAR100, "meta", {"filename": "meta", "key": "fine_label_names", "md5": md5(base / "meta")})
@@ -195,13 +220,17 @@ def write_places365(dataset_dir: Path, monkeypatch) -> Expected:
         val_lines.append(f"{file} {label}")
     (dataset_dir / "places365_train_standard.txt").write_text("\n".join(train_lines) + "\n")
     (dataset_dir / "places365_val.txt").write_text("\n".join(val_lines) + "\n")
-    monkeypatch.setattr(Places365, "_CATEGORIES_META",
-                        ("categories_places365.txt", md5(dataset_dir / "categories_places365.txt")))
+    monkeypatch.setattr(
+        Places365, "_CATEGORIES_META", ("categories_places365.txt", md5(dataset_dir / "categories_places365.txt"))
+    )
     file_lists = dict(Places365._FILE_LIST_META)
     for split, file in (("train-standard", "places365_train_standard.txt"), ("val", "places365_val.txt")):
         file_lists[split] = (file, md5(dataset_dir / file))
     monkeypatch.setattr(Places365, "_FILE_LIST_META", file_lists)
-    return {"train": (PALETTE[train_labels], np.array(train_labels)), "test": (PALETTE[val_labels], np.array(val_labels))}
+    return {
+        "train": (PALETTE[train_labels], np.array(train_labels)),
+        "test": (PALETTE[val_labels], np.array(val_labels)),
+    }
 
 
 def write_tinyimagenet(dataset_dir: Path, monkeypatch) -> Expected:
@@ -222,7 +251,10 @@ def write_tinyimagenet(dataset_dir: Path, monkeypatch) -> Expected:
         lines.append(f"val_{k}.JPEG\t{wnids[label]}\t0\t0\t63\t63")
     (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
     (base / "test" / "images").mkdir(parents=True)
-    return {"train": (PALETTE[train_labels], np.array(train_labels)), "test": (PALETTE[val_labels], np.array(val_labels))}
+    return {
+        "train": (PALETTE[train_labels], np.array(train_labels)),
+        "test": (PALETTE[val_labels], np.array(val_labels)),
+    }
 
 
 def write_imagenet(dataset_dir: Path, monkeypatch) -> Expected:

@@ -6,9 +6,6 @@ import argparse
 
 import numpy as np
 import pytest
-from medmnist import INFO
-from torchvision.datasets import MNIST
-
 from data_fixtures import (
     closed_port_url,
     md5,
@@ -19,6 +16,9 @@ from data_fixtures import (
     write_idx_files,
     write_medmnist,
 )
+from medmnist import INFO
+from torchvision.datasets import MNIST
+
 from vsgm.data import DatasetUnavailableError, download, load_split
 from vsgm.data.commands import register
 

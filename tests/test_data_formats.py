@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from data_fixtures import FOLDER_DATASETS, WRITERS, medmnist_file, write_image, write_medmnist
+
 from vsgm.data import (
+    SEED_DATASETS,
     CorruptFileError,
     DatasetUnavailableError,
-    SEED_DATASETS,
     get_info,
     load_prepared,
     load_split,
@@ -100,7 +100,8 @@ def test_missing_files_name_dataset_files_and_directory(tmp_path):
     with pytest.raises(DatasetUnavailableError) as info:
         load_split("cifar10", "train", tmp_path)
     message = str(info.value)
-    assert "cifar10" in message and "cifar-10-batches-py/data_batch_1" in message and str(tmp_path / "cifar10") in message
+    assert "cifar10" in message and "cifar-10-batches-py/data_batch_1" in message
+    assert str(tmp_path / "cifar10") in message
 
 
 def test_truncated_jpeg_names_the_file(tmp_path, monkeypatch):
@@ -171,3 +172,24 @@ def test_non_square_folder_image_is_center_cropped(tmp_path, monkeypatch):
 def test_write_image_helper_makes_real_jpeg(tmp_path):
     write_image(tmp_path / "x.JPEG", np.array([1, 2, 3]), 8, 8)
     assert (tmp_path / "x.JPEG").read_bytes()[:3] == b"\xff\xd8\xff"
+
+
+def test_prepare_decodes_only_the_selected_images(tmp_path, monkeypatch):
+    WRITERS["imagenet"](tmp_path / "imagenet", monkeypatch)
+    victim = next((tmp_path / "imagenet" / "val" / "n01443537").glob("*.JPEG"))  # class 1
+    victim.write_bytes(b"not a jpeg")
+    meta = prepare("imagenet", "test", tmp_path, tmp_path / "ok.safetensors", size=8, channels=3, classes=[0, 2])
+    assert meta["count"] == 2
+    with pytest.raises(CorruptFileError, match=victim.name):
+        prepare("imagenet", "test", tmp_path, tmp_path / "bad.safetensors", size=8, channels=3, classes=[1])
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_missing_medmnist_size_hint_names_the_size(tmp_path):
+    with pytest.raises(DatasetUnavailableError, match=r"tissuemnist_64\.npz.*--size 64"):
+        load_split("tissuemnist", "train", tmp_path, size=64)
+
+
+def test_missing_imagenet_says_it_is_manual(tmp_path):
+    with pytest.raises(DatasetUnavailableError, match="cannot be downloaded automatically"):
+        load_split("imagenet", "train", tmp_path, size=32)

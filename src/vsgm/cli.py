@@ -327,9 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", default="results")
     p.set_defaults(func=cmd_aggregate)
 
+    from .bench import register as register_bench
     from .data.commands import register as register_data
 
     register_data(sub)
+    register_bench(sub)
     return parser
 
 

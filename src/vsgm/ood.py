@@ -74,14 +74,33 @@ def level_times(model: TrainedModel, cfg: FeatureConfig) -> torch.Tensor:
     return sde.time_from_log_std(torch.linspace(lo, hi, cfg.levels, dtype=torch.float64)).float()
 
 
+NOISE_BLOCK = 64
+
+
+def image_noise(shape: tuple[int, ...], start: int, copies: int, seed: int, device) -> torch.Tensor:
+    """Standard normal noise for images start..start+shape[0], ``copies`` draws each, laid out copy-major
+    (copy j of image i at row j * n + i). Drawn in fixed blocks of images with their own seeds, so an
+    image's noise does not depend on the batch size it is scored in."""
+    n, rest = shape[0], shape[1:]
+    first, last = start // NOISE_BLOCK, (start + n - 1) // NOISE_BLOCK
+    blocks = []
+    for block in range(first, last + 1):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + block)
+        blocks.append(torch.randn((NOISE_BLOCK, copies, *rest), generator=g))
+    noise = torch.cat(blocks)[start - first * NOISE_BLOCK:][:n]
+    return noise.transpose(0, 1).reshape(copies * n, *rest).to(device)
+
+
 @torch.no_grad()
 def loss_features(model: TrainedModel, x: torch.Tensor, times: Sequence[float], n_draws: int,
-                  generator: torch.Generator) -> torch.Tensor:
-    """The seed's DSM loss per image and time (batch, len(times)); one forward for all times and draws."""
+                  noise: torch.Tensor) -> torch.Tensor:
+    """The seed's DSM loss per image and time (batch, len(times)); one forward for all times and draws.
+
+    ``noise`` holds len(times) * n_draws draws per image, copy-major (see image_noise).
+    """
     b, k = x.shape[0], len(times) * n_draws
     t = torch.tensor(times, device=x.device, dtype=x.dtype).repeat_interleave(b).repeat(n_draws)
     xs = x.repeat(k, *([1] * (x.dim() - 1)))
-    noise = torch.randn(xs.shape, generator=generator, device=x.device)
     xt = model.sde.perturb(xs, t, noise)
     out = network_output(model.net, xt, t, _null_labels(model, xs.shape[0], x.device))
     loss = (out + noise).pow(2).flatten(1).sum(1)
@@ -140,8 +159,9 @@ def compute_features(model: TrainedModel, images: torch.Tensor, cfg: FeatureConf
     cols: dict[str, list[np.ndarray]] = {}
     for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, mininterval=2.0):
         x = images[start:start + batch_size].to(device).float() / 127.5 - 1.0
-        parts = {f"loss_t{t:g}": v for t, v in zip(cfg.loss_times, loss_features(model, x, cfg.loss_times,
-                                                                                     cfg.n_draws, g).T)}
+        noise = image_noise(tuple(x.shape), start, len(cfg.loss_times) * cfg.n_draws, cfg.seed, device)
+        losses = loss_features(model, x, cfg.loss_times, cfg.n_draws, noise)
+        parts = {f"loss_t{t:g}": v for t, v in zip(cfg.loss_times, losses.T)}
         parts.update({f"norm_{i}": v for i, v in enumerate(score_norm_features(model, x, times).T)})
         if cfg.bpd:
             parts["bpd"] = bpd_feature(model, x, cfg, g)

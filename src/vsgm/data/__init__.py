@@ -18,14 +18,28 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "REGISTRY": "registry", "DatasetInfo": "registry", "Source": "registry", "get_info": "registry",
-    "dataset_names": "registry", "native_size": "registry", "medmnist_size": "registry", "data_dir": "registry",
-    "SEED_DATASETS": "registry", "EMBEDDED_DATASETS": "registry", "SPLITS": "registry",
-    "DatasetUnavailableError": "errors", "CorruptFileError": "errors",
-    "download": "fetch", "load_split": "sources",
+    "REGISTRY": "registry",
+    "DatasetInfo": "registry",
+    "Source": "registry",
+    "get_info": "registry",
+    "dataset_names": "registry",
+    "native_size": "registry",
+    "medmnist_size": "registry",
+    "data_dir": "registry",
+    "SEED_DATASETS": "registry",
+    "EMBEDDED_DATASETS": "registry",
+    "SPLITS": "registry",
+    "DatasetUnavailableError": "errors",
+    "CorruptFileError": "errors",
+    "download": "fetch",
+    "load_split": "sources",
     "to_model_space": "pairing",
-    "prepare": "cache", "load_prepared": "cache", "PreparedData": "cache", "FORMAT_VERSION": "cache",
-    "ImageLoader": "loader", "loader_throughput": "loader",
+    "prepare": "cache",
+    "load_prepared": "cache",
+    "PreparedData": "cache",
+    "FORMAT_VERSION": "cache",
+    "ImageLoader": "loader",
+    "loader_throughput": "loader",
 }
 
 __all__ = sorted(_EXPORTS)

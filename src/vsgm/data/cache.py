@@ -5,8 +5,8 @@ classes, optionally a deterministic subset, converts it with
 :func:`vsgm.data.to_model_space` and writes
 
 * ``out`` -- a safetensors file with tensors ``images`` (uint8 N,C,H,W) and
-  ``labels`` (int64 N); its metadata holds ``vsgm_format_version`` and
-  ``vsgm_meta`` (the JSON below);
+  ``labels`` (int64 N); its safetensors metadata has one key, ``vsgm``, holding
+  the JSON below (with ``format_version``);
 * ``out`` with suffix ``.json`` -- the same metadata, human readable: source,
   dataset, split, size, channels, bottleneck, classes, count, sha256 of the image
   bytes, format version, vsgm version, ...
@@ -26,9 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,11 +39,12 @@ from ..io import atomic_path, write_json
 from .errors import CorruptFileError
 from .pairing import to_model_space
 from .registry import get_info
-from .sources import load_split
+from .sources import open_split
 
 FORMAT_VERSION = 1
-_VERSION_KEY = "vsgm_format_version"
-_META_KEY = "vsgm_meta"
+# One metadata key only: safetensors writes its metadata map in hash order, so two keys
+# would make the bytes of identical caches differ between processes.
+_META_KEY = "vsgm"
 
 
 @dataclass(frozen=True)
@@ -88,13 +90,13 @@ def _check_classes(name: str, classes: Sequence[int] | None) -> list[int] | None
     chosen = sorted({int(c) for c in classes})
     bad = [c for c in chosen if not 0 <= c < num_classes]
     if not chosen or bad:
-        raise ValueError(f"classes for '{name}' must be a non-empty subset of 0..{num_classes - 1}, got {list(classes)}")
+        raise ValueError(
+            f"classes for '{name}' must be a non-empty subset of 0..{num_classes - 1}, got {list(classes)}"
+        )
     return chosen
 
 
-def select(
-    labels: np.ndarray, classes: Sequence[int] | None, max_images: int | None, seed: int
-) -> np.ndarray:
+def select(labels: np.ndarray, classes: Sequence[int] | None, max_images: int | None, seed: int) -> np.ndarray:
     """Indices kept by a class filter and a deterministic subset, in original order.
 
     Args:
@@ -117,7 +119,7 @@ def _write(out: Path, images: np.ndarray, labels: np.ndarray, meta: dict[str, An
     from safetensors.torch import save_file
 
     tensors = {"images": torch.from_numpy(np.ascontiguousarray(images)), "labels": torch.from_numpy(labels)}
-    metadata = {_VERSION_KEY: str(FORMAT_VERSION), _META_KEY: json.dumps(meta, sort_keys=True)}
+    metadata = {_META_KEY: json.dumps(meta, sort_keys=True)}
     with atomic_path(out) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     write_json(sidecar_path(out), meta)
@@ -156,6 +158,8 @@ def prepare(
     Raises:
         ValueError: bad arguments, or nothing left after filtering.
         DatasetUnavailableError, CorruptFileError: see :func:`vsgm.data.load_split`.
+
+    Only the selected images are decoded (folder datasets) -- the selection depends on labels alone.
     """
     info = get_info(name)
     _positive("size", size)
@@ -167,17 +171,28 @@ def prepare(
         raise ValueError(f"out must not end in .json (that name is the sidecar): {out}")
     chosen = _check_classes(name, classes)
     load_size = size if bottleneck is None else min(size, bottleneck)
-    images, labels = load_split(name, split, root, size=load_size)
-    index = select(labels, chosen, max_images, seed)
+    raw = open_split(name, split, root, size=load_size)
+    index = select(raw.labels, chosen, max_images, seed)
     if len(index) == 0:
         raise ValueError(f"no images of '{name}' {split} left after keeping classes {chosen}")
-    paired = to_model_space(np.ascontiguousarray(images[index]), channels, size, bottleneck)
-    labels = np.ascontiguousarray(labels[index], dtype=np.int64)
+    paired = to_model_space(np.ascontiguousarray(raw.images(index)), channels, size, bottleneck)
+    labels = np.ascontiguousarray(raw.labels[index], dtype=np.int64)
     meta = {
-        "format_version": FORMAT_VERSION, "vsgm_version": __version__, "source": str(info.source),
-        "dataset": name, "split": split, "library_split": info.split_name(split), "size": size,
-        "channels": channels, "bottleneck": bottleneck, "load_size": load_size, "classes": chosen,
-        "max_images": max_images, "seed": seed, "count": int(len(index)), "num_classes": info.num_classes,
+        "format_version": FORMAT_VERSION,
+        "vsgm_version": __version__,
+        "source": str(info.source),
+        "dataset": name,
+        "split": split,
+        "library_split": info.split_name(split),
+        "size": size,
+        "channels": channels,
+        "bottleneck": bottleneck,
+        "load_size": load_size,
+        "classes": chosen,
+        "max_images": max_images,
+        "seed": seed,
+        "count": int(len(index)),
+        "num_classes": info.num_classes,
         "sha256": images_sha256(paired),
     }
     _write(Path(out), paired, labels, meta)
@@ -199,9 +214,13 @@ def _read(path: Path) -> tuple[dict[str, str], torch.Tensor, torch.Tensor]:
 
 
 def _check_contents(path: Path, meta: dict[str, Any], images: torch.Tensor, labels: torch.Tensor) -> None:
-    if images.dtype != torch.uint8 or images.ndim != 4 or labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
-        raise CorruptFileError(path, f"unexpected tensors images {images.dtype}{tuple(images.shape)}, "
-                                     f"labels {labels.dtype}{tuple(labels.shape)}")
+    shapes_ok = images.ndim == 4 and labels.shape == images.shape[:1]
+    if images.dtype != torch.uint8 or labels.dtype != torch.int64 or not shapes_ok:
+        raise CorruptFileError(
+            path,
+            f"unexpected tensors images {images.dtype}{tuple(images.shape)}, "
+            f"labels {labels.dtype}{tuple(labels.shape)}",
+        )
     if meta.get("sha256") != images_sha256(images):
         raise CorruptFileError(path, "images do not match the sha256 in its metadata")
 
@@ -226,16 +245,20 @@ def load_prepared(path: str | os.PathLike, size: int | None = None, channels: in
     if not path.is_file():
         raise FileNotFoundError(f"prepared data {path} does not exist; run `vsgm prepare` first")
     metadata, images, labels = _read(path)
-    version = metadata.get(_VERSION_KEY)
-    if version != str(FORMAT_VERSION):
-        raise ValueError(f"{path}: cache format version {version}, this vsgm reads {FORMAT_VERSION}; re-run prepare")
     try:
         meta = json.loads(metadata[_META_KEY])
-    except (KeyError, json.JSONDecodeError) as error:
-        raise CorruptFileError(path, f"metadata {_META_KEY!r} missing or not JSON") from error
+        version = meta["format_version"]
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise ValueError(
+            f"{path}: not a vsgm cache (no {_META_KEY!r} metadata with a format_version); re-run prepare"
+        ) from None
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: cache format version {version}, this vsgm reads {FORMAT_VERSION}; re-run prepare")
     _check_contents(path, meta, images, labels)
     if size is not None and tuple(images.shape[-2:]) != (size, size):
-        raise ValueError(f"{path}: images are {images.shape[-1]}x{images.shape[-2]}, expected {size}x{size}; re-run prepare")
+        raise ValueError(
+            f"{path}: images are {images.shape[-1]}x{images.shape[-2]}, expected {size}x{size}; re-run prepare"
+        )
     if channels is not None and images.shape[1] != channels:
         raise ValueError(f"{path}: images have {images.shape[1]} channels, expected {channels}; re-run prepare")
     return PreparedData(images=images, labels=labels, meta=meta)

@@ -79,8 +79,18 @@ def run_prepare(args: argparse.Namespace) -> int:
     from .cache import prepare
 
     try:
-        meta = prepare(args.dataset, args.split, args.root, args.out, size=args.size, channels=args.channels,
-                       bottleneck=args.bottleneck, classes=args.classes, max_images=args.max_images, seed=args.seed)
+        meta = prepare(
+            args.dataset,
+            args.split,
+            args.root,
+            args.out,
+            size=args.size,
+            channels=args.channels,
+            bottleneck=args.bottleneck,
+            classes=args.classes,
+            max_images=args.max_images,
+            seed=args.seed,
+        )
     except (DatasetUnavailableError, CorruptFileError, ValueError) as error:
         raise _fail("prepare", error) from None
     print(f"{args.dataset} {args.split}: {meta['count']} images {args.channels}x{args.size}x{args.size} -> {args.out}")
@@ -88,9 +98,16 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def _add_dataset(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, choices=dataset_names(), metavar="NAME",
-                        help="dataset name: " + ", ".join(dataset_names()))
-    parser.add_argument("--root", default=DEFAULT_ROOT, help=f"data root; dataset NAME lives in ROOT/NAME (default {DEFAULT_ROOT})")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=dataset_names(),
+        metavar="NAME",
+        help="dataset name: " + ", ".join(dataset_names()),
+    )
+    parser.add_argument(
+        "--root", default=DEFAULT_ROOT, help=f"data root; dataset NAME lives in ROOT/NAME (default {DEFAULT_ROOT})"
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -99,24 +116,38 @@ def register(subparsers: Any) -> None:
     Args:
         subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
     """
-    download = subparsers.add_parser("download", help="download a dataset (no-op when present or embedded)",
-                                     description="Download a dataset into ROOT/NAME with torchvision/medmnist; "
-                                                 "a no-op when the files are already there.")
+    download = subparsers.add_parser(
+        "download",
+        help="download a dataset (no-op when present or embedded)",
+        description="Download a dataset into ROOT/NAME with torchvision/medmnist; "
+        "a no-op when the files are already there.",
+    )
     _add_dataset(download)
-    download.add_argument("--size", type=positive_int, default=None,
-                          help="medmnist only: fetch the file (28/64/128/224) nearest this size (default 28)")
+    download.add_argument(
+        "--size",
+        type=positive_int,
+        default=None,
+        help="medmnist only: fetch the file (28/64/128/224) nearest this size (default 28)",
+    )
     download.set_defaults(func=run_download)
 
-    prepare = subparsers.add_parser("prepare", help="cache one split in a model's space (safetensors + json)",
-                                    description="Load a split, keep classes, convert channels/size by the pairing "
-                                                "rule and write OUT (safetensors) and OUT.json.")
+    prepare = subparsers.add_parser(
+        "prepare",
+        help="cache one split in a model's space (safetensors + json)",
+        description="Load a split, keep classes, convert channels/size by the pairing "
+        "rule and write OUT (safetensors) and OUT.json.",
+    )
     _add_dataset(prepare)
     prepare.add_argument("--split", required=True, choices=SPLITS, help="train or test")
     prepare.add_argument("--out", required=True, help="output .safetensors file (a .json sidecar is written beside it)")
     prepare.add_argument("--size", required=True, type=positive_int, help="the model's image side")
     prepare.add_argument("--channels", required=True, type=int, choices=(1, 3), help="the model's channels")
-    prepare.add_argument("--bottleneck", type=positive_int, default=None,
-                         help="native resolution of the model's training set (images larger are first reduced to it)")
+    prepare.add_argument(
+        "--bottleneck",
+        type=positive_int,
+        default=None,
+        help="native resolution of the model's training set (images larger are first reduced to it)",
+    )
     prepare.add_argument("--classes", type=non_negative_int, nargs="+", default=None, help="keep only these labels")
     prepare.add_argument("--max_images", type=positive_int, default=None, help="keep a seeded subset of this many")
     prepare.add_argument("--seed", type=non_negative_int, default=0, help="seed of the subset (default 0)")

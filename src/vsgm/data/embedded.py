@@ -27,7 +27,7 @@ with int64 labels.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -7,7 +7,7 @@ Snakemake logs show the fix without a traceback.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def _one_line(text: str) -> str:
@@ -23,18 +23,26 @@ class DatasetUnavailableError(RuntimeError):
         files: the files (relative to ``directory``) that are expected.
         directory: where to put them.
         reason: why it is unavailable (e.g. the download error), optional.
+        hint: how else to get it; default: run ``vsgm download`` with internet access.
     """
 
-    def __init__(self, name: str, files: Iterable[str], directory: str | os.PathLike, reason: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        files: Iterable[str],
+        directory: str | os.PathLike,
+        reason: str = "",
+        hint: str | None = None,
+    ) -> None:
         self.name = name
         self.files = tuple(files)
         self.directory = str(directory)
         self.reason = _one_line(reason)
         listed = ", ".join(self.files) if self.files else "(see the registry)"
-        message = (
-            f"dataset '{name}' is not available: put {listed} under {self.directory}"
-            f" (or run `vsgm download --dataset {name}` with internet access)"
-        )
+        hint = f"or run `vsgm download --dataset {name}` with internet access" if hint is None else hint
+        message = f"dataset '{name}' is not available: put {listed} under {self.directory}"
+        if hint:
+            message += f" ({_one_line(hint)})"
         if self.reason:
             message += f"; cause: {self.reason}"
         super().__init__(message)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .errors import DatasetUnavailableError
 from .registry import DatasetInfo, Source, data_dir, get_info, medmnist_size
-from .sources import library_root, medmnist_class, missing_files
+from .sources import download_hint, library_root, medmnist_class, missing_files
 
 ARCHIVE_SUFFIXES = (".gz", ".tgz", ".tar", ".zip", ".bz2", ".xz")
 Downloader = Callable[[DatasetInfo, Path, "int | None"], None]
@@ -114,12 +114,18 @@ def _stage(info: DatasetInfo, root: Path, directory: Path, size: int | None) -> 
         try:
             DOWNLOADERS[info.reader](info, library_root(info, staged_dir), size)
         except Exception as error:
-            raise DatasetUnavailableError(info.name, info.files(None, size), directory,
-                                          f"download failed: {type(error).__name__}: {error}") from error
+            raise DatasetUnavailableError(
+                info.name,
+                info.files(None, size),
+                directory,
+                f"download failed: {type(error).__name__}: {error}",
+                hint="e.g. copy them from a machine with internet access",
+            ) from error
         missing = missing_files(info, staged_dir, None, size)
         if missing:
-            raise DatasetUnavailableError(info.name, info.files(None, size), directory,
-                                          f"the download did not produce {', '.join(missing)}")
+            raise DatasetUnavailableError(
+                info.name, info.files(None, size), directory, f"the download did not produce {', '.join(missing)}"
+            )
         _remove_archives(staged_dir, {staged_dir / f for f in info.files(None, size)})
         _merge_move(staged_dir, directory)
     finally:
@@ -148,9 +154,8 @@ def download(name: str, root: str | os.PathLike, size: int | None = None) -> Pat
         return directory
     if not missing_files(info, directory, None, size):
         return directory
-    if info.reader not in DOWNLOADERS:
-        raise DatasetUnavailableError(name, info.files(None, size), directory,
-                                      f"no automatic download; obtain it from {info.url}")
+    if not info.downloadable:
+        raise DatasetUnavailableError(name, info.files(None, size), directory, hint=download_hint(info, size))
     Path(root).mkdir(parents=True, exist_ok=True)
     _stage(info, Path(root), directory, size)
     return directory

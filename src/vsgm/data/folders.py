@@ -23,9 +23,9 @@ shorter side and resized to ``size`` by :func:`vsgm.data.pairing.resize_square`
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -99,8 +99,15 @@ class ImageLoader:
         self.images, self.labels = images.to(target), labels.to(target)
 
     @staticmethod
-    def _validate(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, num_workers: int,
-                  rank: int, world_size: int) -> None:
+    def _validate(
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        num_workers: int,
+        rank: int,
+        world_size: int,
+    ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be uint8 N,C,H,W, got {images.dtype} {tuple(images.shape)}")
         if labels.shape != images.shape[:1]:
@@ -156,8 +163,13 @@ class ImageLoader:
 
     def _workers(self, order: torch.Tensor) -> Iterator[Batch]:
         sampler = BatchSampler(order.tolist(), self.batch_size, self.drop_last)
-        loader = DataLoader(_IndexedImages(self.images, self.labels), sampler=sampler, batch_size=None,
-                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+        loader = DataLoader(
+            _IndexedImages(self.images, self.labels),
+            sampler=sampler,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
         for images, labels in loader:
             yield normalise(images.to(self.device, non_blocking=True)), labels.to(self.device, non_blocking=True)
 
@@ -185,8 +197,9 @@ def loader_throughput(
     """
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n_images, channels, size, size), dtype=torch.uint8, generator=generator)
-    loader = ImageLoader(images, torch.zeros(n_images, dtype=torch.int64), batch_size, device=device,
-                         num_workers=num_workers)
+    loader = ImageLoader(
+        images, torch.zeros(n_images, dtype=torch.int64), batch_size, device=device, num_workers=num_workers
+    )
     synchronize = torch.cuda.synchronize if loader.device.type == "cuda" else (lambda: None)
     next(iter(loader))  # warm-up: allocator, first kernel launches
     synchronize()

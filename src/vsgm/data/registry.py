@@ -69,6 +69,7 @@ class DatasetInfo:
         url: where the data can be obtained (for error messages).
         library_root_is_parent: the library appends the dataset's name itself (DTD), so it is
             given the data root instead of the dataset directory.
+        downloadable: ``vsgm download`` can fetch it (ImageNet: no, its license needs a manual download).
         description: one line for humans.
     """
 
@@ -84,6 +85,7 @@ class DatasetInfo:
     test_files: tuple[str, ...] = ()
     url: str = ""
     library_root_is_parent: bool = False
+    downloadable: bool = True
     description: str = ""
 
     def split_name(self, split: str) -> str:
@@ -122,67 +124,161 @@ def _mnist_files(folder: str) -> tuple[str, ...]:
     return tuple(f"{folder}/raw/{s}" for s in stems)
 
 
-_CIFAR10_FILES = tuple(f"cifar-10-batches-py/{f}" for f in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"))
+_CIFAR10_FILES = tuple(
+    f"cifar-10-batches-py/{f}" for f in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+)
 _CIFAR100_FILES = tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta"))
 _TINY = "tiny-imagenet-200"
 
 
 def _medmnist(name: str, num_classes: int, description: str) -> DatasetInfo:
     return DatasetInfo(
-        name=name, source=Source.MEDMNIST, reader="medmnist", channels=1, native_size=28,
-        num_classes=num_classes, train_files=(f"{name}{{suffix}}.npz",), test_files=(f"{name}{{suffix}}.npz",),
-        url="https://zenodo.org/records/10519652", description=description,
+        name=name,
+        source=Source.MEDMNIST,
+        reader="medmnist",
+        channels=1,
+        native_size=28,
+        num_classes=num_classes,
+        train_files=(f"{name}{{suffix}}.npz",),
+        test_files=(f"{name}{{suffix}}.npz",),
+        url="https://zenodo.org/records/10519652",
+        description=description,
     )
 
 
 def _embedded(name: str, channels: int, native_size: int | None, num_classes: int, description: str) -> DatasetInfo:
     return DatasetInfo(
-        name=name, source=Source.EMBEDDED, reader=name, channels=channels, native_size=native_size,
-        num_classes=num_classes, description=description,
+        name=name,
+        source=Source.EMBEDDED,
+        reader=name,
+        channels=channels,
+        native_size=native_size,
+        num_classes=num_classes,
+        description=description,
     )
 
 
 REGISTRY: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo("mnist", Source.TORCHVISION, "mnist", 1, 28, 10, train_files=_mnist_files("MNIST"),
-                    test_files=_mnist_files("MNIST"), url="https://ossci-datasets.s3.amazonaws.com/mnist/",
-                    description="handwritten digits"),
-        DatasetInfo("fashionmnist", Source.TORCHVISION, "fashionmnist", 1, 28, 10,
-                    train_files=_mnist_files("FashionMNIST"), test_files=_mnist_files("FashionMNIST"),
-                    url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                    description="Zalando clothing items"),
-        DatasetInfo("cifar10", Source.TORCHVISION, "cifar10", 3, 32, 10, train_files=_CIFAR10_FILES,
-                    test_files=_CIFAR10_FILES, url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                    description="10 classes of natural images"),
-        DatasetInfo("cifar100", Source.TORCHVISION, "cifar100", 3, 32, 100, train_files=_CIFAR100_FILES,
-                    test_files=_CIFAR100_FILES, url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                    description="100 classes of natural images (fine labels)"),
-        DatasetInfo("svhn", Source.TORCHVISION, "svhn", 3, 32, 10, train_files=("train_32x32.mat",),
-                    test_files=("test_32x32.mat",), url="http://ufldl.stanford.edu/housenumbers/",
-                    description="street view house numbers (digit 0 has label 0)"),
-        DatasetInfo("places365", Source.TORCHVISION, "places365", 3, 256, 365, train_split="train-standard",
-                    test_split="val",
-                    train_files=("categories_places365.txt", "places365_train_standard.txt", "data_256_standard/"),
-                    test_files=("categories_places365.txt", "places365_val.txt", "val_256/"),
-                    url="http://data.csail.mit.edu/places/places365/", description="scenes, small (256px) images"),
-        DatasetInfo("dtd", Source.TORCHVISION, "dtd", 3, None, 47,
-                    train_files=("dtd/images/", "dtd/labels/train1.txt"),
-                    test_files=("dtd/images/", "dtd/labels/test1.txt"),
-                    url="https://www.robots.ox.ac.uk/~vgg/data/dtd/", library_root_is_parent=True,
-                    description="describable textures, partition 1"),
+        DatasetInfo(
+            name="mnist",
+            source=Source.TORCHVISION,
+            reader="mnist",
+            channels=1,
+            native_size=28,
+            num_classes=10,
+            train_files=_mnist_files("MNIST"),
+            test_files=_mnist_files("MNIST"),
+            url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+            description="handwritten digits",
+        ),
+        DatasetInfo(
+            name="fashionmnist",
+            source=Source.TORCHVISION,
+            reader="fashionmnist",
+            channels=1,
+            native_size=28,
+            num_classes=10,
+            train_files=_mnist_files("FashionMNIST"),
+            test_files=_mnist_files("FashionMNIST"),
+            url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            description="Zalando clothing items",
+        ),
+        DatasetInfo(
+            name="cifar10",
+            source=Source.TORCHVISION,
+            reader="cifar10",
+            channels=3,
+            native_size=32,
+            num_classes=10,
+            train_files=_CIFAR10_FILES,
+            test_files=_CIFAR10_FILES,
+            url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            description="10 classes of natural images",
+        ),
+        DatasetInfo(
+            name="cifar100",
+            source=Source.TORCHVISION,
+            reader="cifar100",
+            channels=3,
+            native_size=32,
+            num_classes=100,
+            train_files=_CIFAR100_FILES,
+            test_files=_CIFAR100_FILES,
+            url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+            description="100 classes of natural images (fine labels)",
+        ),
+        DatasetInfo(
+            name="svhn",
+            source=Source.TORCHVISION,
+            reader="svhn",
+            channels=3,
+            native_size=32,
+            num_classes=10,
+            train_files=("train_32x32.mat",),
+            test_files=("test_32x32.mat",),
+            url="http://ufldl.stanford.edu/housenumbers/",
+            description="street view house numbers (digit 0 has label 0)",
+        ),
+        DatasetInfo(
+            name="places365",
+            source=Source.TORCHVISION,
+            reader="places365",
+            channels=3,
+            native_size=256,
+            num_classes=365,
+            train_split="train-standard",
+            test_split="val",
+            train_files=("categories_places365.txt", "places365_train_standard.txt", "data_256_standard/"),
+            test_files=("categories_places365.txt", "places365_val.txt", "val_256/"),
+            url="http://data.csail.mit.edu/places/places365/",
+            description="scenes, small (256px) images",
+        ),
+        DatasetInfo(
+            name="dtd",
+            source=Source.TORCHVISION,
+            reader="dtd",
+            channels=3,
+            native_size=None,
+            num_classes=47,
+            train_files=("dtd/images/", "dtd/labels/train1.txt"),
+            test_files=("dtd/images/", "dtd/labels/test1.txt"),
+            url="https://www.robots.ox.ac.uk/~vgg/data/dtd/",
+            library_root_is_parent=True,
+            description="describable textures, partition 1",
+        ),
         _medmnist("chestmnist", 2, "chest X-rays; label 1 = any of the 14 findings, 0 = none"),
         _medmnist("octmnist", 4, "retinal OCT scans"),
         _medmnist("tissuemnist", 8, "kidney cortex microscopy"),
         _medmnist("pneumoniamnist", 2, "pediatric chest X-rays, pneumonia vs normal"),
-        DatasetInfo("tinyimagenet", Source.FOLDER, "tinyimagenet", 3, 64, 200, test_split="val",
-                    train_files=(f"{_TINY}/train/",),
-                    test_files=(f"{_TINY}/train/", f"{_TINY}/val/images/", f"{_TINY}/val/val_annotations.txt"),
-                    url="http://cs231n.stanford.edu/tiny-imagenet-200.zip",
-                    description="Tiny ImageNet, 200 classes, 64px"),
-        DatasetInfo("imagenet", Source.FOLDER, "imagenet", 3, None, 1000, test_split="val",
-                    train_files=("train/",), test_files=("train/", "val/"), url="https://image-net.org/",
-                    description="ILSVRC-2012 in ImageFolder layout (train/<wnid>, val/<wnid>)"),
+        DatasetInfo(
+            name="tinyimagenet",
+            source=Source.FOLDER,
+            reader="tinyimagenet",
+            channels=3,
+            native_size=64,
+            num_classes=200,
+            test_split="val",
+            train_files=(f"{_TINY}/train/",),
+            test_files=(f"{_TINY}/train/", f"{_TINY}/val/images/", f"{_TINY}/val/val_annotations.txt"),
+            url="http://cs231n.stanford.edu/tiny-imagenet-200.zip",
+            description="Tiny ImageNet, 200 classes, 64px",
+        ),
+        DatasetInfo(
+            name="imagenet",
+            source=Source.FOLDER,
+            reader="imagenet",
+            channels=3,
+            native_size=None,
+            num_classes=1000,
+            test_split="val",
+            train_files=("train/",),
+            test_files=("train/", "val/"),
+            url="https://image-net.org/",
+            downloadable=False,
+            description="ILSVRC-2012 in ImageFolder layout (train/<wnid>, val/<wnid>)",
+        ),
         _embedded("digits", 1, 8, 10, "scikit-learn handwritten digits, 8x8 (offline)"),
         _embedded("photos", 3, 32, 2, "32px patches of scikit-learn's two sample photos (offline)"),
         _embedded("noise", 3, None, 1, "uniform noise images (offline, far OOD)"),
@@ -191,8 +287,19 @@ REGISTRY: dict[str, DatasetInfo] = {
 }
 
 SEED_DATASETS: tuple[str, ...] = (
-    "mnist", "fashionmnist", "cifar10", "cifar100", "svhn", "places365", "dtd", "chestmnist", "octmnist",
-    "tissuemnist", "pneumoniamnist", "tinyimagenet", "imagenet",
+    "mnist",
+    "fashionmnist",
+    "cifar10",
+    "cifar100",
+    "svhn",
+    "places365",
+    "dtd",
+    "chestmnist",
+    "octmnist",
+    "tissuemnist",
+    "pneumoniamnist",
+    "tinyimagenet",
+    "imagenet",
 )
 EMBEDDED_DATASETS: tuple[str, ...] = tuple(n for n, i in REGISTRY.items() if i.source is Source.EMBEDDED)
 

@@ -6,6 +6,8 @@ datasets are read from the arrays their classes expose (``MNIST.data``,
 folder datasets (Places365, DTD, Tiny ImageNet, ImageNet) are listed by their
 torchvision class or folder layout and decoded in threads, resized to ``size``
 on load (center crop to the shorter side, then :func:`vsgm.data.pairing.resize_square`).
+:func:`open_split` gives the labels first and decodes only the images asked for,
+so :func:`vsgm.data.prepare` never decodes images it then drops.
 
 ``size`` matters only where the stored size is not fixed: it is required for
 DTD and ImageNet (variable sizes) and for the generated sets, resizes
@@ -20,8 +22,9 @@ findings) and is mapped to 1 when any finding is present, else 0.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -31,7 +34,44 @@ from .folders import decode_images, list_imagefolder, list_tinyimagenet
 from .registry import DatasetInfo, Source, check_split, data_dir, get_info, medmnist_size
 
 Arrays = tuple[np.ndarray, np.ndarray]
-Reader = Callable[[DatasetInfo, Path, str, "int | None"], Arrays]
+
+
+@dataclass(frozen=True)
+class RawSplit:
+    """A split whose labels are known and whose images are produced on demand.
+
+    Folder datasets decode only the images asked for, so a class filter or a
+    ``max_images`` subset never decodes the whole folder.
+
+    Attributes:
+        labels: int64 labels of every image, N.
+        fetch: ``fetch(index)`` returns uint8 images for ``index`` (all when ``None``).
+    """
+
+    labels: np.ndarray
+    fetch: Callable[[np.ndarray | None], np.ndarray]
+
+    def images(self, index: np.ndarray | None = None) -> np.ndarray:
+        """uint8 N,C,H,W images at ``index`` (all when ``None``), in that order."""
+        return self.fetch(index)
+
+
+def from_arrays(images: np.ndarray, labels: np.ndarray) -> RawSplit:
+    """A :class:`RawSplit` over arrays already in memory."""
+    return RawSplit(np.asarray(labels, dtype=np.int64), lambda index: images if index is None else images[index])
+
+
+def from_files(paths: Sequence[str | os.PathLike], labels: Sequence[int], size: int | None) -> RawSplit:
+    """A :class:`RawSplit` over image files, decoded (and resized to ``size``) on demand."""
+    paths = list(paths)
+
+    def fetch(index: np.ndarray | None) -> np.ndarray:
+        return decode_images(paths if index is None else [paths[i] for i in index], size)
+
+    return RawSplit(np.asarray(labels, dtype=np.int64), fetch)
+
+
+Reader = Callable[[DatasetInfo, Path, str, "int | None"], RawSplit]
 
 
 def library_root(info: DatasetInfo, dataset_dir: Path) -> Path:
@@ -69,53 +109,50 @@ def missing_files(info: DatasetInfo, dataset_dir: Path, split: str | None, size:
 
 
 # ---------------------------------------------------------------- torchvision arrays
-def _read_mnist(info: DatasetInfo, root: Path, split: str, size: int | None) -> Arrays:
+def _read_mnist(info: DatasetInfo, root: Path, split: str, size: int | None) -> RawSplit:
     from torchvision import datasets
 
     cls = {"mnist": datasets.MNIST, "fashionmnist": datasets.FashionMNIST}[info.name]
     ds = cls(str(root), train=split == "train", download=False)
-    return ds.data.numpy()[:, None], ds.targets.numpy().astype(np.int64)
+    return from_arrays(ds.data.numpy()[:, None], ds.targets.numpy())
 
 
-def _read_cifar(info: DatasetInfo, root: Path, split: str, size: int | None) -> Arrays:
+def _read_cifar(info: DatasetInfo, root: Path, split: str, size: int | None) -> RawSplit:
     from torchvision import datasets
 
     cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[info.name]
     ds = cls(str(root), train=split == "train", download=False)
-    return np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)), np.asarray(ds.targets, dtype=np.int64)
+    return from_arrays(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)), np.asarray(ds.targets))
 
 
-def _read_svhn(info: DatasetInfo, root: Path, split: str, size: int | None) -> Arrays:
+def _read_svhn(info: DatasetInfo, root: Path, split: str, size: int | None) -> RawSplit:
     from torchvision.datasets import SVHN
 
     ds = SVHN(str(root), split=split, download=False)
-    return np.ascontiguousarray(ds.data, dtype=np.uint8), ds.labels.astype(np.int64)
+    return from_arrays(np.ascontiguousarray(ds.data, dtype=np.uint8), ds.labels)
 
 
 # ---------------------------------------------------------------- torchvision folders
-def _read_places365(info: DatasetInfo, root: Path, split: str, size: int | None) -> Arrays:
+def _read_places365(info: DatasetInfo, root: Path, split: str, size: int | None) -> RawSplit:
     from torchvision.datasets import Places365
 
     ds = Places365(str(root), split=split, small=True, download=False)
-    paths = [path for path, _ in ds.imgs]
-    return decode_images(paths, size), np.asarray(ds.targets, dtype=np.int64)
+    return from_files([path for path, _ in ds.imgs], ds.targets, size)
 
 
-def _read_dtd(info: DatasetInfo, root: Path, split: str, size: int | None) -> Arrays:
+def _read_dtd(info: DatasetInfo, root: Path, split: str, size: int | None) -> RawSplit:
     from torchvision.datasets import DTD
 
     ds = DTD(str(root), split=split, partition=1, download=False)
-    return decode_images(ds._image_files, size), np.asarray(ds._labels, dtype=np.int64)
+    return from_files(ds._image_files, ds._labels, size)
 
 
-def _read_tinyimagenet(info: DatasetInfo, root: Path, split: str, size: int | None) -> Arrays:
-    paths, labels = list_tinyimagenet(root, split)
-    return decode_images(paths, size), np.asarray(labels, dtype=np.int64)
+def _read_tinyimagenet(info: DatasetInfo, root: Path, split: str, size: int | None) -> RawSplit:
+    return from_files(*list_tinyimagenet(root, split), size)
 
 
-def _read_imagenet(info: DatasetInfo, root: Path, split: str, size: int | None) -> Arrays:
-    paths, labels = list_imagefolder(root, split)
-    return decode_images(paths, size), np.asarray(labels, dtype=np.int64)
+def _read_imagenet(info: DatasetInfo, root: Path, split: str, size: int | None) -> RawSplit:
+    return from_files(*list_imagefolder(root, split), size)
 
 
 # ---------------------------------------------------------------- medmnist
@@ -134,11 +171,11 @@ def _medmnist_labels(flag: str, labels: np.ndarray) -> np.ndarray:
     return labels[:, 0].astype(np.int64)
 
 
-def _read_medmnist(info: DatasetInfo, root: Path, split: str, size: int | None) -> Arrays:
+def _read_medmnist(info: DatasetInfo, root: Path, split: str, size: int | None) -> RawSplit:
     ds = medmnist_class(info.name)(split=split, root=str(root), size=medmnist_size(size), download=False)
     images = np.asarray(ds.imgs, dtype=np.uint8)
     images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(images), _medmnist_labels(info.name, ds.labels)
+    return from_arrays(np.ascontiguousarray(images), _medmnist_labels(info.name, ds.labels))
 
 
 READERS: dict[str, Reader] = {
@@ -155,7 +192,15 @@ READERS: dict[str, Reader] = {
 }
 
 
-def _read_files(info: DatasetInfo, dataset_dir: Path, split: str, size: int | None) -> Arrays:
+def download_hint(info: DatasetInfo, size: int | None = None) -> str:
+    """How to obtain ``info`` other than by placing files (for error messages)."""
+    if not info.downloadable:
+        return f"it cannot be downloaded automatically; obtain it from {info.url}"
+    size_option = f" --size {size}" if info.source is Source.MEDMNIST and size is not None else ""
+    return f"or run `vsgm download --dataset {info.name}{size_option}` with internet access"
+
+
+def _open_files(info: DatasetInfo, dataset_dir: Path, split: str, size: int | None) -> RawSplit:
     """Run the reader; files present but unreadable become a CorruptFileError naming them."""
     try:
         return READERS[info.reader](info, library_root(info, dataset_dir), info.split_name(split), size)
@@ -166,12 +211,44 @@ def _read_files(info: DatasetInfo, dataset_dir: Path, split: str, size: int | No
         raise CorruptFileError(f"{info.name} {split} files ({files})", f"{type(error).__name__}: {error}") from error
 
 
-def _check_arrays(info: DatasetInfo, images: np.ndarray, labels: np.ndarray) -> Arrays:
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != info.channels:
-        raise CorruptFileError(info.name, f"expected uint8 N,{info.channels},H,W images, got {images.dtype} {images.shape}")
-    if labels.shape != (len(images),):
-        raise CorruptFileError(info.name, f"got {len(labels)} labels for {len(images)} images")
-    return images, labels.astype(np.int64, copy=False)
+def _check_images(info: DatasetInfo, images: np.ndarray, count: int) -> np.ndarray:
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != info.channels or len(images) != count:
+        raise CorruptFileError(
+            info.name, f"expected {count} uint8 images N,{info.channels},H,W, got {images.dtype} {images.shape}"
+        )
+    return images
+
+
+def open_split(name: str, split: str, root: str | os.PathLike, size: int | None = None) -> RawSplit:
+    """Open a raw split: labels now, images on demand (see :func:`load_split` for the arguments).
+
+    Returns:
+        A :class:`RawSplit`; its ``images(index)`` returns checked uint8 N,C,H,W arrays.
+    """
+    info = get_info(name)
+    check_split(split)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ValueError(f"size must be a positive integer or None, got {size!r}")
+    if info.source is Source.EMBEDDED:
+        raw = from_arrays(*EMBEDDED_READERS[name](split, size))
+    else:
+        if info.native_size is None and size is None:
+            raise ValueError(f"dataset '{name}' has images of varying size: pass size")
+        dataset_dir = data_dir(name, root)
+        missing = missing_files(info, dataset_dir, split, size)
+        if missing:
+            raise DatasetUnavailableError(
+                name, info.files(split, size), dataset_dir, f"missing: {', '.join(missing)}", download_hint(info, size)
+            )
+        raw = _open_files(info, dataset_dir, split, size)
+    if raw.labels.ndim != 1:
+        raise CorruptFileError(name, f"labels must be one per image, got shape {raw.labels.shape}")
+
+    def fetch(index: np.ndarray | None) -> np.ndarray:
+        count = len(raw.labels) if index is None else len(index)
+        return _check_images(info, raw.images(index), count)
+
+    return RawSplit(raw.labels, fetch)
 
 
 def load_split(name: str, split: str, root: str | os.PathLike, size: int | None = None) -> Arrays:
@@ -191,16 +268,5 @@ def load_split(name: str, split: str, root: str | os.PathLike, size: int | None 
         DatasetUnavailableError: expected files are missing (message says which, and where).
         CorruptFileError: files are present but cannot be read (message names them).
     """
-    info = get_info(name)
-    check_split(split)
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise ValueError(f"size must be a positive integer or None, got {size!r}")
-    if info.source is Source.EMBEDDED:
-        return _check_arrays(info, *EMBEDDED_READERS[name](split, size))
-    if info.native_size is None and size is None:
-        raise ValueError(f"dataset '{name}' has images of varying size: pass size")
-    dataset_dir = data_dir(name, root)
-    missing = missing_files(info, dataset_dir, split, size)
-    if missing:
-        raise DatasetUnavailableError(name, info.files(split, size), dataset_dir, f"missing: {', '.join(missing)}")
-    return _check_arrays(info, *_read_files(info, dataset_dir, split, size))
+    raw = open_split(name, split, root, size)
+    return raw.images(), raw.labels

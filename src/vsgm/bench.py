@@ -1,0 +1,223 @@
+"""``vsgm bench``: how close the model code runs to this machine's limit, measured in one run.
+
+Everything is timed on the same machine in the same process, so the ratios
+(fraction of the measured fp32 matmul peak) mean something on shared, noisy
+hardware; absolute numbers mean something on a dedicated GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .io import write_json
+from .losses import dsm_loss
+from .models import TrainedModel, unet_config
+from .options import add_groups, defaults
+from .sde import VESDE
+from .unet import UNetModel
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_time(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Best wall time of ``repeats`` calls after ``warmup`` calls (the least disturbed run on a shared machine)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak(device: torch.device, n: int = 2048, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """Measured matmul FLOP/s of an n x n product (the machine's practical peak for this dtype)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    inner = 4 if device.type == "cpu" else 50
+    seconds = best_time(lambda: [a @ b for _ in range(inner)], device, repeats)
+    return 2 * n**3 * inner / seconds
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of one call as torch's flop counter sees them (matmuls and convolutions)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def _model(options: dict[str, Any], channels: int, size: int, device: torch.device) -> UNetModel:
+    torch.manual_seed(0)
+    return UNetModel(unet_config(options, channels, size)).to(device)
+
+
+def bench_train(options, channels, size, batch, device, repeats, autocast_dtype) -> dict[str, float]:
+    """Training step (forward, backward, AdamW, EMA) images/s and FLOPs per step."""
+    from .train import update_ema
+
+    net = _model(options, channels, size, device)
+    ema = _model(options, channels, size, device).requires_grad_(False)
+    fused = device.type == "cuda"
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=fused)
+    sde = VESDE(options["sigma"])
+    x = torch.randn(batch, channels, size, size, device=device)
+
+    def step():
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = dsm_loss(net, sde, x).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        update_ema(ema, net, 0.999)
+
+    flops = count_flops(lambda: dsm_loss(net, sde, x).mean().backward())
+    opt.zero_grad(set_to_none=True)
+    seconds = best_time(step, device, repeats)
+    return {"train_images_per_s": batch / seconds, "train_flops_per_step": flops, "train_step_s": seconds}
+
+
+@torch.no_grad()
+def bench_inference(options, channels, size, batch, device, repeats, autocast_dtype) -> dict[str, float]:
+    net = _model(options, channels, size, device).eval()
+    x = torch.randn(batch, channels, size, size, device=device)
+    t = torch.full((batch,), 500.0, device=device)
+
+    def fwd():
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            net(x, t)
+
+    flops = count_flops(lambda: net(x, t))
+    seconds = best_time(fwd, device, repeats)
+    return {"inference_images_per_s": batch / seconds, "inference_flops_per_batch": flops, "inference_s": seconds}
+
+
+@torch.no_grad()
+def bench_scorers(options, channels, size, batch, device, repeats) -> dict[str, float]:
+    """Out-of-distribution feature extraction images/s for the loss (5 times) and msma (10 levels) features."""
+    from .ood import FeatureConfig, image_noise, level_times, loss_features, score_norm_features
+
+    net = _model(options, channels, size, device).eval()
+    model = TrainedModel(net, options, {"channels": channels, "size": size})
+    cfg = FeatureConfig()
+    x = torch.rand(batch, channels, size, size, device=device) * 2 - 1
+    noise = image_noise(tuple(x.shape), 0, len(cfg.loss_times), 0, device)
+    times = level_times(model, cfg)
+    out = {}
+    s = best_time(lambda: loss_features(model, x, cfg.loss_times, 1, noise), device, repeats)
+    out["score_loss_images_per_s"] = batch / s
+    s = best_time(lambda: score_norm_features(model, x, times), device, repeats)
+    out["score_msma_images_per_s"] = batch / s
+    out["score_loss_times"] = len(cfg.loss_times)
+    out["score_msma_levels"] = cfg.levels
+    return out
+
+
+@torch.no_grad()
+def bench_samplers(options, channels, size, batch, device, names) -> dict[str, float]:
+    """Seconds per score evaluation of each sampler (a few steps, untrained network)."""
+    from .samplers import sample
+    from .score import make_score_fn
+
+    net = _model(options, channels, size, device).eval()
+    sde = VESDE(options["sigma"])
+    score = make_score_fn(net, sde)
+    out = {}
+    for name in names:
+        g = torch.Generator(device=device).manual_seed(0)
+        res = sample(score, sde, (batch, channels, size, size), name, num_steps=4, atol=1e-3, rtol=1e-3,
+                     generator=g, device=device)
+        out[f"sampler_{name}_s_per_nfe"] = res.seconds / max(res.nfe, 1)
+    return out
+
+
+def run_bench(options: dict[str, Any], channels: int, size: int, batch: int, device: str, repeats: int,
+              samplers: list[str], sampler_batch: int, autocast: str) -> dict[str, Any]:
+    """Measure everything; see the module docstring."""
+    from .data import loader_throughput
+
+    dev = torch.device(device)
+    dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[autocast]
+    peak_dtype = dtype or torch.float32
+    result: dict[str, Any] = {
+        "machine": platform.node(), "processor": platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "image": [channels, size, size],
+        "batch_size": batch, "autocast": autocast,
+        "model": {k: options[k] for k in ("model_channels", "num_res_blocks", "channel_mult",
+                                          "attention_resolutions", "num_head_channels")}}
+    result["matmul_peak_flops"] = matmul_peak(dev, dtype=peak_dtype)
+    result.update(bench_train(options, channels, size, batch, dev, repeats, dtype))
+    result.update(bench_inference(options, channels, size, batch, dev, repeats, dtype))
+    peak = result["matmul_peak_flops"]
+    result["train_fraction_of_peak"] = result["train_flops_per_step"] / result["train_step_s"] / peak
+    result["inference_fraction_of_peak"] = result["inference_flops_per_batch"] / result["inference_s"] / peak
+    result.update(bench_scorers(options, channels, size, batch, dev, repeats))
+    per_time = result["inference_images_per_s"] / result["score_loss_times"]
+    result["score_loss_vs_inference_per_time"] = result["score_loss_images_per_s"] / per_time
+    result.update(bench_samplers(options, channels, size, sampler_batch, dev, samplers))
+    result["loader_images_per_s"] = loader_throughput(size=32, channels=channels, batch_size=batch, device=device)
+    return result
+
+
+def format_table(r: dict[str, Any]) -> str:
+    """The README's table."""
+    rows = [
+        ("fp32 matmul peak" if r["autocast"] == "no" else f"{r['autocast']} matmul peak",
+         f"{r['matmul_peak_flops'] / 1e9:,.0f} GFLOP/s", ""),
+        ("training step (fwd+bwd+AdamW+EMA)", f"{r['train_images_per_s']:,.1f} images/s",
+         f"{r['train_fraction_of_peak']:.2f} of peak"),
+        ("inference (forward)", f"{r['inference_images_per_s']:,.1f} images/s",
+         f"{r['inference_fraction_of_peak']:.2f} of peak"),
+        (f"OOD loss score ({r['score_loss_times']} times, batched)", f"{r['score_loss_images_per_s']:,.1f} images/s",
+         f"{r['score_loss_vs_inference_per_time']:.2f} x inference/{r['score_loss_times']}"),
+        (f"OOD msma features ({r['score_msma_levels']} levels)", f"{r['score_msma_images_per_s']:,.1f} images/s", ""),
+        ("data loader (prepared cache, 32x32)", f"{r['loader_images_per_s']:,.0f} images/s", ""),
+    ]
+    rows += [(f"sampler {k[len('sampler_'):-len('_s_per_nfe')]}", f"{v * 1e3:,.1f} ms per NFE", "")
+             for k, v in r.items() if k.startswith("sampler_")]
+    width = max(len(a) for a, _, _ in rows)
+    head = (f"vsgm bench on {r['device']}, torch {r['torch']}, {r['date']}; image {'x'.join(map(str, r['image']))}, "
+            f"batch {r['batch_size']}")
+    return "\n".join([head, *[f"  {a:<{width}}  {b:>22}  {c}" for a, b, c in rows]])
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    options = {k: getattr(args, k) for k in defaults("model", "sde")}
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    result = run_bench(options, args.channels, args.size or 32, args.batch_size, device, args.repeats,
+                       args.samplers, args.sampler_batch, args.autocast)
+    print(format_table(result))
+    if args.out:
+        write_json(args.out, result)
+        print(f"-> {args.out}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="measure training, inference, scoring, sampling and data-loading speed")
+    add_groups(p, "model", "sde")
+    p.add_argument("--size", type=int, default=32, help="image size (default: 32)")
+    p.add_argument("--channels", type=int, default=1, help="image channels (default: 1)")
+    p.add_argument("--batch_size", type=int, default=128, help="batch size (default: 128)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (default: 3)")
+    p.add_argument("--samplers", nargs="*", default=["em", "pc", "ode-euler", "ode-rk4", "ode-rk4-logstd"],
+                   help="samplers to time")
+    p.add_argument("--sampler_batch", type=int, default=16, help="batch of the sampler timings (default: 16)")
+    p.add_argument("--autocast", choices=["no", "bf16", "fp16"], default="no",
+                   help="mixed precision for the model timings (GPU: bf16)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--out", help="write the figures as JSON here")
+    p.set_defaults(func=cmd_bench)

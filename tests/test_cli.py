@@ -1,0 +1,93 @@
+"""The vsgm command: every seed option under its seed name and default, real booleans, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vsgm.cli import build_parser, main
+
+# The seed's parameter table: name -> default.
+SEED = {
+    "dataset": "mnist", "batch_size": 128, "n_epochs": 100, "model_channels": 64, "num_res_blocks": 2,
+    "attention_resolutions": [4], "dropout": 0.0, "channel_mult": [1, 2, 2], "conv_resample": True, "dims": 2,
+    "num_heads": 4, "num_head_channels": 32, "use_scale_shift_norm": False, "resblock_updown": False,
+    "use_new_attention_order": False, "solver": "euler", "atol": 1e-6, "rtol": 1e-6, "eps": 1e-3, "lr": 5e-4,
+    "sigma": 25.0, "num_samples": 16, "num_steps": 100, "sample_and_save_freq": 10, "no_wandb": False,
+    "num_workers": 0, "ema_rate": 0.999, "conditional": False, "warmup": 10, "decay": 0.0, "latent": False,
+    "size": None, "n_classes": 10, "cfg": 1.0, "drop_prob": 0.1, "sampler_type": "EM", "snr": 0.16,
+}
+
+
+def parse(*argv):
+    return build_parser().parse_args(list(argv))
+
+
+def test_train_has_every_seed_option_with_its_default():
+    args = vars(parse("train", "--out_dir", "x"))
+    for name, default in SEED.items():
+        assert name in args, name
+        assert args[name] == default, (name, args[name], default)
+
+
+def test_sample_and_ood_take_their_seed_options():
+    s = vars(parse("sample", "--checkpoint", "m"))
+    for name in ("checkpoint", "sampler_type", "solver", "num_steps", "num_samples", "atol", "rtol", "cfg", "snr"):
+        assert name in s
+    o = vars(parse("ood", "--checkpoint", "m", "--out_dataset", "cifar10"))
+    assert o["out_dataset"] == "cifar10"
+
+
+def test_booleans_are_real_flags():
+    assert parse("train", "--out_dir", "x", "--use_scale_shift_norm").use_scale_shift_norm is True
+    assert parse("train", "--out_dir", "x", "--no-conv_resample").conv_resample is False
+    with pytest.raises(SystemExit):
+        parse("train", "--out_dir", "x", "--use_scale_shift_norm", "False")  # no `type=bool` trap
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["sample", "--checkpoint", "m", "--solver", "rk5"], "--solver: invalid choice: 'rk5'"),
+    (["sample", "--checkpoint", "m", "--num_steps", "0"], "--num_steps: must be >= 1"),
+    (["train", "--out_dir", "x", "--n_epochs", "-1"], "--n_epochs: must be >= 1"),
+    (["train", "--out_dir", "x", "--dropout", "1.5"], "--dropout: must be in [0, 1)"),
+    (["train", "--out_dir", "x", "--sampler_type", "XX"], "--sampler_type: invalid choice"),
+])
+def test_invalid_values_get_a_one_line_error(argv, needle, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(lines) == 1 and needle in lines[0]
+
+
+def test_the_installed_command_runs():
+    out = subprocess.run([sys.executable, "-m", "vsgm.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: vsgm" in out.stdout
+
+
+@pytest.mark.parametrize("cmd", ["train", "sample", "features", "score", "pair", "ood", "download", "prepare",
+                                 "classifier", "quality", "aggregate", "bench"])
+def test_every_command_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as err:
+        main([cmd, "--help"])
+    assert err.value.code == 0 and "usage: vsgm " + cmd in capsys.readouterr().out
+
+
+def test_sample_writes_grid_samples_and_cost(tiny_model, tmp_path):
+    prefix = tmp_path / "s" / "ode-rk4-logstd"
+    assert main(["sample", "--checkpoint", str(tiny_model), "--sampler_type", "ODE", "--solver", "rk4",
+                 "--grid", "logstd", "--num_steps", "5", "--num_samples", "9", "--out", str(prefix)]) == 0
+    info = json.loads(prefix.with_suffix(".json").read_text())
+    assert info["sampler"] == "ode-rk4-logstd" and info["nfe"] == 20 and info["seconds"] > 0
+    with np.load(prefix.with_suffix(".npz")) as f:
+        assert f["samples"].shape == (9, 1, 8, 8) and f["images"].dtype == np.uint8
+    assert Image.open(prefix.with_suffix(".png")).size[0] >= 256
+
+
+def test_missing_checkpoint_is_one_line(tmp_path, capsys):
+    assert main(["sample", "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint not found" in err[0]

@@ -1,0 +1,101 @@
+"""Scorers on a closed-form case, the DSM loss against its analytic value, and the pair table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from vsgm.losses import dsm_loss, expected_oracle_loss
+from vsgm.metrics import auroc
+from vsgm.models import TrainedModel
+from vsgm.ood import FeatureConfig, compute_features, fit_split, score_table
+from vsgm.options import defaults
+from vsgm.sde import VESDE
+from vsgm.tables import OOD, SANITY, pair_table
+
+DATA_STD = 0.25  # in the [-1, 1] image scale
+
+
+class OracleNet(nn.Module):
+    """Exact std(t) * score for data N(0, DATA_STD^2 I), called like the UNet: net(x, 1000 t, y)."""
+
+    def __init__(self, sde):
+        super().__init__()
+        self.sde = sde
+
+    def forward(self, x, timesteps, y=None):
+        std = self.sde.marginal_std(timesteps / 1000).reshape(-1, 1, 1, 1)
+        return -std * x / (DATA_STD**2 + std**2)
+
+
+def oracle_model(size=4):
+    sde = VESDE(25)
+    opts = defaults()
+    opts.update(dims=2)
+    return TrainedModel(OracleNet(sde), opts, {"channels": 1, "size": size})
+
+
+def gaussian_images(std, n, seed, size=4):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, size, size, generator=g) * std
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def test_dsm_loss_of_the_oracle_matches_its_analytic_value():
+    sde = VESDE(25)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20000, 1, 2, 2, generator=g) * DATA_STD
+    loss = dsm_loss(OracleNet(sde), sde, x, eps=1e-3, generator=g)
+    ts = torch.linspace(1e-3, 1, 20001, dtype=torch.float64)
+    expected = expected_oracle_loss(sde, DATA_STD, 4, ts).mean().item()  # E over t ~ U(eps, 1)
+    stderr = loss.std().item() / len(loss) ** 0.5
+    assert abs(loss.mean().item() - expected) < 4 * stderr
+
+
+def test_msma_detects_outliers_in_both_directions_loss_only_one():
+    model = oracle_model()
+    cfg = FeatureConfig(n_draws=4)
+    feats = {name: compute_features(model, gaussian_images(std, 600, seed), cfg, progress=False)
+             for name, std, seed in [("train", DATA_STD, 0), ("test", DATA_STD, 1), ("narrow", 0.08, 2),
+                                     ("wide", 0.6, 3)]}
+    fit_rows, _ = fit_split(len(feats["train"]))
+    scores = {k: score_table(feats["train"].iloc[fit_rows], v) for k, v in feats.items()}
+
+    def a(scorer, out):
+        return auroc(scores["test"][scorer].to_numpy(), scores[out][scorer].to_numpy())
+
+    assert a("msma", "narrow") > 0.95 and a("msma", "wide") > 0.95
+    assert a("loss", "wide") > 0.9
+    assert a("loss", "narrow") < 0.2  # simpler outliers look *more* in-distribution to the seed's loss
+    # same distribution: chance
+    assert abs(auroc(scores["test"]["msma"].to_numpy(), scores["train"]["msma"].to_numpy()) - 0.5) < 0.1
+
+
+def test_features_are_deterministic_and_checked():
+    model = oracle_model()
+    imgs = gaussian_images(DATA_STD, 50, 0)
+    a = compute_features(model, imgs, FeatureConfig(), progress=False)
+    b = compute_features(model, imgs, FeatureConfig(), progress=False, batch_size=7)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5)
+    assert list(a.columns[:6]) == ["index", "loss_t0.001", "loss_t0.01", "loss_t0.05", "loss_t0.1", "loss_t0.2"]
+    with pytest.raises(ValueError, match="do not match the model"):
+        compute_features(model, gaussian_images(DATA_STD, 5, 0, size=8), FeatureConfig(), progress=False)
+
+
+def test_loss_scorer_is_the_seeds_mean_over_five_times():
+    df = pd.DataFrame({"index": [0, 1], **{f"loss_t{t:g}": [t, 2 * t] for t in (0.001, 0.01, 0.05, 0.1, 0.2)}})
+    out = score_table(df, df, ["loss"])
+    assert out["loss"].tolist() == pytest.approx([0.0722, 0.1444])
+
+
+def test_pair_table_has_ood_and_sanity_rows_never_flipped():
+    rng = np.random.default_rng(0)
+    ins = pd.DataFrame({"index": range(300), "loss": rng.normal(0, 1, 300)})
+    outs = pd.DataFrame({"index": range(200), "loss": rng.normal(-2, 1, 200)})  # lower: AUROC well below 0.5
+    sanity = pd.DataFrame({"index": range(100), "loss": rng.normal(0, 1, 100)})
+    t = pair_table("a", "b", ins, outs, sanity, {"loss": 5})
+    ood = t[t.comparison == OOD].iloc[0]
+    assert ood.auroc < 0.15 and ood.n_in == 300 and ood.n_out == 200 and ood.nfe == 5
+    assert ood.auroc_lo <= ood.auroc <= ood.auroc_hi
+    assert 0.35 < t[t.comparison == SANITY].iloc[0].auroc < 0.65
