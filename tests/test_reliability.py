@@ -1,0 +1,145 @@
+"""Kills, pre-emption and half-written files: training resumes exactly, nothing partial is accepted."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vsgm.io import atomic_path
+
+TRAIN_ARGS = ["--dataset", "digits", "--model_channels", "16", "--num_res_blocks", "1", "--channel_mult", "1", "2",
+              "--attention_resolutions", "2", "--num_head_channels", "16", "--n_epochs", "5", "--warmup", "1",
+              "--batch_size", "64", "--sample_and_save_freq", "100", "--save_every", "3", "--no_wandb"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+
+
+def train_cmd(data, out):
+    return [sys.executable, "-m", "vsgm.cli", "train", "--data", str(data), "--out_dir", str(out), *TRAIN_ARGS]
+
+
+def wait_for_resume(out: Path, min_step: int, proc: subprocess.Popen, timeout: float = 120) -> int:
+    meta = out / "resume.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before it could be interrupted: {proc.stderr.read()[-2000:]}")
+        if meta.exists():
+            try:
+                step = json.loads(meta.read_text())["step"]
+            except (json.JSONDecodeError, KeyError):
+                step = -1
+            if step >= min_step:
+                return step
+        time.sleep(0.05)
+    pytest.fail("no resume checkpoint appeared")
+
+
+def weights(path):
+    return load_file(str(path))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, digits_train):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(train_cmd(digits_train, out), env=ENV, check=True, capture_output=True, timeout=600)
+    return weights(out / "model.safetensors")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_training_resumes_to_the_same_weights(sig, digits_train, uninterrupted, tmp_path):
+    proc = subprocess.Popen(train_cmd(digits_train, tmp_path), env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for_resume(tmp_path, 6, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert not (tmp_path / "model.safetensors").exists()
+    saved = json.loads((tmp_path / "resume.json").read_text())["step"]
+    if sig == signal.SIGTERM:
+        assert "SIGTERM at step" in err and "resume checkpoint written" in err
+    resumed = subprocess.run(train_cmd(digits_train, tmp_path), env=ENV, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {saved} " in resumed.stderr and "resumed from" in resumed.stderr
+    final = weights(tmp_path / "model.safetensors")
+    assert final.keys() == uninterrupted.keys()
+    assert all(torch.equal(final[k], uninterrupted[k]) for k in final)
+
+
+def test_resume_file_from_other_options_is_refused(digits_train, tmp_path, tiny_options):
+    from vsgm.checkpoint import save_resume
+    from vsgm.train import train
+
+    save_resume(tmp_path / "resume.safetensors", {"model": {}}, {"options": {**tiny_options, "lr": 1.0},
+                                                                  "step": 3, "history": [], "world_size": 1})
+    with pytest.raises(ValueError, match=r"resume file from other options \(differ: \['lr'\]\)"):
+        train(tiny_options, digits_train, tmp_path)
+
+
+def test_nan_keeps_the_last_good_checkpoint(digits_train, tmp_path, tiny_options):
+    """Diverge after a good checkpoint: the error names the step, the good resume file survives intact."""
+    from vsgm.train import Trainer, TrainingDiverged
+
+    tiny_options.update(n_epochs=3, save_every=5)
+    trainer = Trainer(tiny_options, digits_train, tmp_path)
+    original = trainer.train_step
+    calls = []
+
+    def poisoned(x, y):
+        calls.append(1)
+        if len(calls) == 12:  # after the checkpoints at steps 5 and 10
+            for p in trainer.model.parameters():
+                p.data.fill_(float("nan"))
+        return original(x, y)
+
+    trainer.train_step = poisoned
+    with pytest.raises(TrainingDiverged, match=r"non-finite at step 12 \(epoch 1\).*last good checkpoint kept"):
+        trainer.run(resume=False)
+    meta = json.loads((tmp_path / "resume.json").read_text())
+    assert meta["step"] == 10
+    from vsgm.checkpoint import load_resume
+    states, _ = load_resume(tmp_path / "resume.safetensors")
+    assert all(torch.isfinite(v).all() for v in states["model"].values())
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+WRITER = """
+import sys, time
+from vsgm.io import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as f:
+        f.write(b"x" * 1000)
+        f.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+        f.write(b"y")
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_writer_killed_mid_write_leaves_no_output(tmp_path, sig):
+    target = tmp_path / "table.csv"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    assert not target.exists()
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
