@@ -41,10 +41,22 @@ def unet_config(options: dict[str, Any], channels: int, size: int) -> UNetConfig
 class TrainedModel:
     """A trained score model: network (eval mode), SDE and the options it was trained with."""
 
-    def __init__(self, net: UNetModel, options: dict[str, Any], meta: dict[str, Any]):
+    def __init__(self, net: UNetModel, options: dict[str, Any], meta: dict[str, Any], codec=None):
         self.net, self.options, self.meta = net.eval(), options, meta
         self.sde = VESDE(options["sigma"])
-        self.channels, self.size = meta["channels"], meta["size"]
+        self.channels, self.size = meta["channels"], meta["size"]  # of the images
+        self.codec = codec  # LatentCodec in latent mode
+        self.input_channels = meta.get("latent_channels", self.channels)
+        self.input_size = meta.get("latent_size", self.size)
+
+    def to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> what the network models: [-1, 1] pixels, or latents in latent mode."""
+        x = images.float() / 127.5 - 1.0
+        return self.codec.encode(x) if self.codec is not None else x
+
+    def to_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Network space -> images in [-1, 1] (decodes latents)."""
+        return self.codec.decode(x) if self.codec is not None else x.clamp(-1, 1)
 
     @property
     def null_label(self) -> int | None:
@@ -52,6 +64,9 @@ class TrainedModel:
 
     def to(self, device: torch.device | str) -> "TrainedModel":
         self.net.to(device)
+        if self.codec is not None:
+            self.codec.vae.to(device)
+            self.codec.device = torch.device(device)
         return self
 
 
@@ -64,8 +79,14 @@ def load_trained(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     tensors, meta = load_tensors(path)
     try:
         options = meta["options"]
-        net = UNetModel(unet_config(options, meta["channels"], meta["size"]))
+        net = UNetModel(unet_config(options, meta.get("latent_channels", meta["channels"]),
+                                    meta.get("latent_size", meta["size"])))
     except (KeyError, ValueError) as err:
         raise CheckpointError(f"{path}: metadata does not describe a vsgm model ({err})") from None
     load_state_strict(net, tensors, path)
-    return TrainedModel(net, options, meta).to(device)
+    codec = None
+    if options.get("latent"):
+        from .latent import LatentCodec
+
+        codec = LatentCodec(options["vae"], device)
+    return TrainedModel(net, options, meta, codec).to(device)

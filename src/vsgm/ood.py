@@ -158,7 +158,7 @@ def compute_features(model: TrainedModel, images: torch.Tensor, cfg: FeatureConf
     times = level_times(model, cfg)
     cols: dict[str, list[np.ndarray]] = {}
     for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, mininterval=2.0):
-        x = images[start:start + batch_size].to(device).float() / 127.5 - 1.0
+        x = model.to_input(images[start:start + batch_size].to(device))
         noise = image_noise(tuple(x.shape), start, len(cfg.loss_times) * cfg.n_draws, cfg.seed, device)
         losses = loss_features(model, x, cfg.loss_times, cfg.n_draws, noise)
         parts = {f"loss_t{t:g}": v for t, v in zip(cfg.loss_times, losses.T)}

@@ -33,9 +33,10 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
         if model.options["conditional"]:
             y = (torch.arange(start, start + n, device=device) % model.options["n_classes"])
         score = make_score_fn(model.net, model.sde, y=y, cfg=cfg, null_label=model.null_label)
-        res = sample(score, model.sde, (n, model.channels, *([model.size] * dims)), spec, num_steps=num_steps,
-                     eps=eps, snr=snr, atol=atol, rtol=rtol, generator=g, device=device)
-        outs.append(res.samples.clamp(-1, 1).cpu())
+        shape = (n, model.input_channels, *([model.input_size] * dims))
+        res = sample(score, model.sde, shape, spec, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
+                     generator=g, device=device)
+        outs.append(model.to_images(res.samples).cpu())
         nfes.append(res.nfe)
         seconds += res.seconds
     cost = {"sampler": spec.name, "kind": spec.kind, "solver": spec.solver.value if spec.solver else None,

@@ -119,15 +119,24 @@ class Trainer:
         self.channels, self.size = int(data.images.shape[1]), int(data.images.shape[-1])
         self.dataset = data.meta.get("dataset", options.get("dataset"))
         rank, world = self.acc.process_index, self.acc.num_processes
-        images, labels = data.images[rank::world], data.labels[rank::world]
-        check_options(self.options, len(images))
-        if options["conditional"] and int(labels.max()) >= options["n_classes"]:
-            raise ValueError(f"labels go up to {int(labels.max())} but n_classes is {options['n_classes']}")
-        self.loader = ImageLoader(images, labels, options["batch_size"], shuffle=True, seed=options["seed"] + rank,
-                                  drop_last=True, device=self.acc.device, num_workers=options.get("num_workers", 0))
+        check_options(self.options, len(data.images) // world)
+        if options["conditional"] and int(data.labels.max()) >= options["n_classes"]:
+            raise ValueError(f"labels go up to {int(data.labels.max())} but n_classes is {options['n_classes']}")
+        inputs, self.codec = data.images, None
+        self.input_channels, self.input_size = self.channels, self.size
+        if options["latent"]:
+            from .latent import LatentCodec
+
+            self.codec = LatentCodec(options["vae"], self.acc.device)
+            self.input_channels, self.input_size = self.codec.latent_shape(self.channels, self.size)
+            inputs = self.codec.encode(data.images.float() / 127.5 - 1.0).cpu()  # once, not per epoch
+        # one permutation per epoch shared by all processes, each taking its own shard
+        self.loader = ImageLoader(inputs, data.labels, options["batch_size"], shuffle=True, seed=options["seed"],
+                                  drop_last=True, device=self.acc.device, num_workers=options.get("num_workers", 0),
+                                  rank=rank, world_size=world)
         self.sde = VESDE(options["sigma"])
         torch.manual_seed(options["seed"])
-        net = UNetModel(unet_config(options, self.channels, self.size))
+        net = UNetModel(unet_config(options, self.input_channels, self.input_size))
         self.ema = copy.deepcopy(net).requires_grad_(False).to(self.acc.device)
         opt = torch.optim.AdamW(net.parameters(), lr=options["lr"], weight_decay=options["decay"])
         self.steps_per_epoch = len(self.loader)
@@ -280,15 +289,17 @@ class Trainer:
         if o["conditional"]:
             y = torch.arange(o["num_samples"], device=self.acc.device) % o["n_classes"]
         score = make_score_fn(self.ema.eval(), self.sde, y=y, cfg=o["cfg"], null_label=o["n_classes"])
-        shape = (o["num_samples"], self.channels, *([self.size] * o["dims"]))
+        shape = (o["num_samples"], self.input_channels, *([self.input_size] * o["dims"]))
         res = sample(score, self.sde, shape, "em", num_steps=o["num_steps"], eps=o["eps"], generator=g,
                      device=self.acc.device)
         if o["dims"] == 2:
-            save_image_grid(res.samples, self.out_dir / "progress" / f"epoch_{epoch:04d}.png")
+            images = self.codec.decode(res.samples) if self.codec else res.samples
+            save_image_grid(images, self.out_dir / "progress" / f"epoch_{epoch:04d}.png")
 
     def finish(self) -> dict[str, Any]:
         meta = {"options": self.options, "step": self.step, "epoch": self.options["n_epochs"],
                 "channels": self.channels, "size": self.size, "dataset": self.dataset,
+                **({"latent_channels": self.input_channels, "latent_size": self.input_size} if self.codec else {}),
                 "final_loss": self.history[-1]["loss"] if self.history else None}
         if self.acc.is_main_process:
             self._assert_finite_weights()

@@ -31,6 +31,8 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
     Returns:
         float32 tensor of the same shape, on the same device.
     """
+    if images.dtype != torch.uint8:  # already model input (e.g. autoencoder latents)
+        return images
     return images.float().div_(127.5).sub_(1.0)
 
 
@@ -61,7 +63,7 @@ class ImageLoader:
     """Iterable of ``(x float32 N,C,H,W in [-1,1], y int64 N)`` batches.
 
     Args:
-        images: uint8 N,C,H,W (tensor or numpy).
+        images: uint8 N,C,H,W (tensor or numpy); float32 is passed through unchanged (latents).
         labels: int labels N.
         batch_size: images per batch.
         shuffle: draw a seeded permutation each epoch (else the stored order).
@@ -108,8 +110,9 @@ class ImageLoader:
         rank: int,
         world_size: int,
     ) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 N,C,H,W, got {images.dtype} {tuple(images.shape)}")
+        if images.dtype not in (torch.uint8, torch.float32) or images.ndim != 4:
+            raise ValueError(f"images must be uint8 (or float32 latents) N,C,H,W, got {images.dtype} "
+                             f"{tuple(images.shape)}")
         if labels.shape != images.shape[:1]:
             raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         if not isinstance(batch_size, int) or batch_size < 1:
