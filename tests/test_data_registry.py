@@ -74,7 +74,7 @@ def test_entry_is_consistent(name):
         ("tinyimagenet", 3, 64, 200, "train", "val"),
         ("imagenet", 3, None, 1000, "train", "val"),
         ("digits", 1, 8, 10, "train", "test"),
-        ("photos", 3, 32, 2, "train", "test"),
+        ("photos", 3, 16, 2, "train", "test"),
         ("noise", 3, None, 1, "train", "test"),
         ("flat", 3, None, 1, "train", "test"),
     ],

@@ -225,6 +225,23 @@ def cmd_quality(args: argparse.Namespace) -> None:
     print(f"{result['sampler']}: FD {result['fd']:.3f} -> {args.out}")
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from .data import load_prepared
+    from .io import atomic_path
+    from .models import load_trained
+    from .quality import load_classifier
+    from .sweep import sweep
+
+    device = _device(args.device)
+    model = load_trained(args.checkpoint, device)
+    reference = load_prepared(args.reference).images.float() / 127.5 - 1
+    table = sweep(model, load_classifier(args.classifier), reference, args.samplers, args.steps, args.tolerances,
+                  args.num_samples, args.batch_size, seed=args.seed, device=device)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    print(f"{len(table)} settings -> {args.out}")
+
+
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from .report import aggregate_results
 
@@ -321,6 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train_reference", help="prepared training split: adds the real-vs-real floor")
     p.add_argument("--out", required=True, help="output .json")
     p.set_defaults(func=cmd_quality)
+
+    p = sub.add_parser("sweep", help="sample quality (FD) against NFE for samplers over steps and tolerances")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--reference", required=True, help="prepared in-distribution test split")
+    p.add_argument("--samplers", nargs="+", required=True)
+    p.add_argument("--steps", nargs="+", type=positive_int, default=[5, 10, 20, 50, 100])
+    p.add_argument("--tolerances", nargs="+", type=float, default=[1e-1, 1e-2, 1e-3, 1e-4])
+    p.add_argument("--num_samples", type=positive_int, default=256)
+    p.add_argument("--batch_size", type=positive_int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("aggregate", help="AUROC tables, heatmap, solver table and sample montage over all models")
     p.add_argument("--results", default="results")

@@ -6,23 +6,39 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import pandas as pd
+
 from .io import atomic_path, write_text
+from .sweep import cost_to_quality
 from .tables import auroc_markdown, auroc_matrix, collect_pairs, solvers_table
-from .viz import montage, plot_auroc_heatmap
+from .viz import montage, plot_auroc_heatmap, plot_quality_vs_nfe
 
 OUTPUTS = ("auroc.csv", "auroc.md", "auroc.png", "solvers.csv", "samples.png")
+SWEEP_OUTPUTS = ("solver_sweep.csv", "solver_efficiency.csv", "solver_sweep.png")
 
 
 def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str | os.PathLike],
-              quality_jsons: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:
+              quality_jsons: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+              sweep_csvs: Sequence[str | os.PathLike] = ()) -> list[Path]:
     """Write every aggregate output from explicit inputs (the workflow lists them; nothing is globbed).
 
-    Sample grids are found beside their JSON files (``samples/{sampler}.png``).
+    Sample grids are found beside their JSON files (``samples/{sampler}.png``). With solver
+    sweeps, also ``solver_sweep.csv`` (every setting), ``solver_efficiency.csv`` (NFE each sampler
+    needs to come within 10% of the best distance) and ``solver_sweep.png``.
 
     Returns:
         The paths written.
     """
     out = Path(out_dir)
+    written = [out / name for name in OUTPUTS]
+    if sweep_csvs:
+        table = pd.concat([pd.read_csv(p) for p in sweep_csvs], ignore_index=True)
+        with atomic_path(out / "solver_sweep.csv") as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+        with atomic_path(out / "solver_efficiency.csv") as tmp:
+            cost_to_quality(table).to_csv(tmp, index=False, float_format="%.6g")
+        plot_quality_vs_nfe(table, out / "solver_sweep.png", title="sample quality against cost")
+        written += [out / name for name in SWEEP_OUTPUTS]
     long = collect_pairs(pair_csvs)
     with atomic_path(out / "auroc.csv") as tmp:
         long.to_csv(tmp, index=False, float_format="%.6g")
@@ -36,7 +52,7 @@ def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str
     grids = {(str(row.model), str(row.sampler)): Path(js).with_suffix(".png")
              for row, js in zip(solvers_rows(sample_jsons), sample_jsons)}
     montage(grids, out / "samples.png", row_label="dataset", col_label="sampler")
-    return [out / name for name in OUTPUTS]
+    return written
 
 
 def solvers_rows(sample_jsons: Iterable[str | os.PathLike]):
@@ -53,4 +69,4 @@ def aggregate_results(results: str | os.PathLike, out_dir: str | os.PathLike) ->
     """``vsgm aggregate``: everything found under a results directory."""
     root = Path(results)
     return aggregate(sorted(root.glob("*/ood_*.csv")), sorted(root.glob("*/samples/*.json")),
-                     sorted(root.glob("*/quality/*.json")), out_dir)
+                     sorted(root.glob("*/quality/*.json")), out_dir, sorted(root.glob("*/solver_sweep.csv")))

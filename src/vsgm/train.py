@@ -39,7 +39,7 @@ from .viz import save_image_grid
 log = logging.getLogger(__name__)
 
 # Options that may differ between an interrupted run and its resumption.
-RESUME_FREE = {"save_every", "no_wandb", "num_workers", "sample_and_save_freq", "log_every"}
+RESUME_FREE = {"save_every", "no_wandb", "num_workers", "sample_and_save_freq", "compile"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -138,12 +138,15 @@ class Trainer:
         torch.manual_seed(options["seed"])
         net = UNetModel(unet_config(options, self.input_channels, self.input_size))
         self.ema = copy.deepcopy(net).requires_grad_(False).to(self.acc.device)
-        opt = torch.optim.AdamW(net.parameters(), lr=options["lr"], weight_decay=options["decay"])
+        opt = torch.optim.AdamW(net.parameters(), lr=options["lr"], weight_decay=options["decay"],
+                                fused=self.acc.device.type == "cuda")
         self.steps_per_epoch = len(self.loader)
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=options["lr"], total_steps=options["n_epochs"] * self.steps_per_epoch,
             pct_start=options["warmup"] / options["n_epochs"], anneal_strategy="cos")
         self.model, self.opt, self.sched = self.acc.prepare(net, opt, sched)
+        if options.get("compile"):
+            self.model = torch.compile(self.model)
         self.noise = torch.Generator(device=self.acc.device).manual_seed(options["seed"] * 1000 + rank + 1)
         self.step, self.history = 0, []
 

@@ -330,3 +330,31 @@ def montage(
             ax.set_title(f"{r} / {c}", fontsize="small")
     fig.suptitle(title if title is not None else f"rows: {row_label}, columns: {col_label}")
     _save_figure(fig, path)
+
+
+def plot_quality_vs_nfe(table: pd.DataFrame, path: PathLike, title: str) -> None:
+    """Sample quality (Frechet distance, lower is better) against NFE, one line per sampler, one panel per model.
+
+    Args:
+        table: rows with model, sampler, nfe, fd (the solver sweep).
+        path: destination .png (written atomically).
+        title: figure title.
+    """
+    models = list(dict.fromkeys(table["model"]))
+    if not models:
+        raise ValueError("the sweep table is empty")
+    fig = Figure(figsize=(5.5 * len(models), 4.5))
+    for i, model in enumerate(models):
+        ax = fig.add_subplot(1, len(models), i + 1)
+        sub = table[table["model"] == model]
+        for sampler, rows in sub.groupby("sampler", sort=False):
+            rows = rows.sort_values("nfe")
+            ax.plot(rows["nfe"], rows["fd"], marker="o", markersize=3, label=sampler)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("score evaluations (NFE)")
+        ax.set_ylabel("Frechet distance (classifier features)")
+        ax.set_title(str(model))
+        ax.legend(fontsize="x-small")
+    fig.suptitle(title)
+    _save_figure(fig, path)

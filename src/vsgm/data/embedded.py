@@ -9,11 +9,15 @@ with int64 labels.
     classes. Split: a permutation drawn with ``numpy.random.default_rng(0)``; the
     first 80 % (1438 images, ``round(0.8 * 1797)``) are ``train``, the remaining 359 ``test``.
 ``photos``
-    32x32 RGB patches cut with stride 8 from scikit-learn's two sample photos
-    (``china.jpg`` label 0, ``flower.jpg`` label 1; 427x640 each). ``train`` patches
-    lie entirely in columns 0..447 of each photo, ``test`` patches entirely in
-    columns 448..639, so no test pixel was ever seen in training:
-    5300 train and 2100 test patches.
+    16x16 RGB patches cut with stride 8 from scikit-learn's two sample photos
+    (``china.jpg`` label 0, ``flower.jpg`` label 1; 427x640 each). Each photo is cut
+    into 64x64 tiles (6 x 10, the ragged border is dropped); the tiles at odd row
+    *and* odd column index (one in four, spread over the whole photo) are ``test``,
+    the others ``train``, and every patch lies inside one tile. So no test pixel was
+    ever seen in training, yet both splits sample the same scenes (a split by region
+    -- left part vs right part -- gives the test set other content, and a detector
+    then flags the test set itself: train-vs-test AUROC 0.3 instead of 0.5).
+    4410 train and 1470 test patches.
 ``noise``
     uniform i.i.d. noise in 0..255, 3 channels, generated at the requested size
     (far out-of-distribution, more complex than any training set). 2000 train
@@ -35,9 +39,9 @@ from .registry import check_split
 
 DIGITS_SEED = 0
 DIGITS_TRAIN_FRACTION = 0.8
-PHOTO_PATCH = 32
+PHOTO_PATCH = 16
 PHOTO_STRIDE = 8
-PHOTO_SPLIT_COLUMN = 448
+PHOTO_TILE = 64
 GENERATED_COUNTS = {"train": 2000, "test": 1000}
 NOISE_SEEDS = {"train": 1, "test": 2}
 FLAT_SEEDS = {"train": 3, "test": 4}
@@ -68,12 +72,16 @@ def load_digits_split(split: str) -> Arrays:
     return np.ascontiguousarray(images[index]), labels[index]
 
 
-def _patches(photo: np.ndarray, first_col: int, last_col: int) -> np.ndarray:
-    """All PHOTO_PATCH patches with stride PHOTO_STRIDE lying inside columns [first_col, last_col)."""
-    region = photo[:, first_col:last_col]
-    windows = np.lib.stride_tricks.sliding_window_view(region, (PHOTO_PATCH, PHOTO_PATCH), axis=(0, 1))
+def _tile_patches(tile: np.ndarray) -> np.ndarray:
+    """All PHOTO_PATCH patches with stride PHOTO_STRIDE inside one tile (H, W, 3) -> (n, 3, P, P)."""
+    windows = np.lib.stride_tricks.sliding_window_view(tile, (PHOTO_PATCH, PHOTO_PATCH), axis=(0, 1))
     windows = windows[::PHOTO_STRIDE, ::PHOTO_STRIDE]  # rows, cols, 3, P, P
     return windows.reshape(-1, 3, PHOTO_PATCH, PHOTO_PATCH)
+
+
+def is_test_tile(row: int, col: int) -> bool:
+    """One tile in four, spread over the photo: odd row and odd column."""
+    return row % 2 == 1 and col % 2 == 1
 
 
 def load_photos_split(split: str) -> Arrays:
@@ -83,18 +91,22 @@ def load_photos_split(split: str) -> Arrays:
         split: ``"train"`` or ``"test"``.
 
     Returns:
-        uint8 images N,3,32,32 and int64 labels N (0 china, 1 flower).
+        uint8 images N,3,16,16 and int64 labels N (0 china, 1 flower).
     """
     from sklearn.datasets import load_sample_images
 
     check_split(split)
     images, labels = [], []
     for label, photo in enumerate(load_sample_images().images):
-        width = photo.shape[1]
-        cols = (0, PHOTO_SPLIT_COLUMN) if split == "train" else (PHOTO_SPLIT_COLUMN, width)
-        patches = _patches(np.asarray(photo, dtype=np.uint8), *cols)
-        images.append(patches)
-        labels.append(np.full(len(patches), label, dtype=np.int64))
+        photo = np.asarray(photo, dtype=np.uint8)
+        for row in range(photo.shape[0] // PHOTO_TILE):
+            for col in range(photo.shape[1] // PHOTO_TILE):
+                if is_test_tile(row, col) != (split == "test"):
+                    continue
+                tile = photo[row * PHOTO_TILE:(row + 1) * PHOTO_TILE, col * PHOTO_TILE:(col + 1) * PHOTO_TILE]
+                patches = _tile_patches(tile)
+                images.append(patches)
+                labels.append(np.full(len(patches), label, dtype=np.int64))
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
 

@@ -280,7 +280,7 @@ REGISTRY: dict[str, DatasetInfo] = {
             description="ILSVRC-2012 in ImageFolder layout (train/<wnid>, val/<wnid>)",
         ),
         _embedded("digits", 1, 8, 10, "scikit-learn handwritten digits, 8x8 (offline)"),
-        _embedded("photos", 3, 32, 2, "32px patches of scikit-learn's two sample photos (offline)"),
+        _embedded("photos", 3, 16, 2, "16px patches of scikit-learn's two sample photos (offline)"),
         _embedded("noise", 3, None, 1, "uniform noise images (offline, far OOD)"),
         _embedded("flat", 3, None, 1, "constant colour plus a smooth gradient (offline, simpler OOD)"),
     )
