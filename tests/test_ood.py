@@ -66,6 +66,7 @@ def test_msma_detects_outliers_in_both_directions_loss_only_one():
         return auroc(scores["test"][scorer].to_numpy(), scores[out][scorer].to_numpy())
 
     assert a("msma", "narrow") > 0.95 and a("msma", "wide") > 0.95
+    assert a("msma_knn", "narrow") > 0.95 and a("msma_knn", "wide") > 0.95
     assert a("loss", "wide") > 0.9
     assert a("loss", "narrow") < 0.2  # simpler outliers look *more* in-distribution to the seed's loss
     # same distribution: chance

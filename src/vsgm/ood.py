@@ -13,6 +13,9 @@ Scorers (a registry; higher = more out-of-distribution, never flipped):
 - ``msma``: negative log-density of a Gaussian mixture fitted on the score-norm vectors of
   in-distribution *training* images; the number of components is chosen by BIC on those same
   training images, so no outlier set ever informs a hyperparameter. Catches both directions.
+- ``msma_knn``: mean distance to the k nearest in-distribution training vectors (the KD-tree
+  variant of MSMA, their best): no density assumption, stronger where the feature cloud is
+  not Gaussian.
 - ``bpd``: bits/dim (higher = less likely).
 """
 
@@ -26,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
@@ -63,7 +67,7 @@ class FeatureConfig:
 
     def nfe(self) -> dict[str, int]:
         """Network evaluations per image for each scorer."""
-        return {"loss": len(self.loss_times) * self.n_draws, "msma": self.levels,
+        return {"loss": len(self.loss_times) * self.n_draws, "msma": self.levels, "msma_knn": self.levels,
                 "bpd": 4 * self.bpd_steps * 2 if self.bpd else 0}  # rk4: 4 per step; vjp ~ 2 forwards
 
 
@@ -220,6 +224,34 @@ class MSMAScorer:
         return -self.gmm.score_samples(self.scaler.transform(df[_cols(df, "norm_")].to_numpy()))
 
 
+class KNNScorer:
+    """Mean Euclidean distance to the ``k`` nearest standardised score-norm vectors of the
+    in-distribution training images (MSMA's nearest-neighbour variant).
+
+    Args:
+        k: neighbours (fixed, not tuned on any outlier set).
+    """
+
+    name = "msma_knn"
+
+    def __init__(self, k: int = 5):
+        self.k = k
+        self.index: NearestNeighbors | None = None
+        self.scaler: StandardScaler | None = None
+
+    def fit(self, train: pd.DataFrame) -> "KNNScorer":
+        x = train[_cols(train, "norm_")].to_numpy()
+        self.scaler = StandardScaler().fit(x)
+        self.index = NearestNeighbors(n_neighbors=min(self.k, len(x))).fit(self.scaler.transform(x))
+        return self
+
+    def score(self, df: pd.DataFrame) -> np.ndarray:
+        if self.index is None:
+            raise RuntimeError("fit the msma_knn scorer on in-distribution training features first")
+        dist, _ = self.index.kneighbors(self.scaler.transform(df[_cols(df, "norm_")].to_numpy()))
+        return dist.mean(1)
+
+
 class BPDScorer:
     """Bits/dim by the probability-flow ODE (higher = less likely = more out-of-distribution)."""
 
@@ -232,12 +264,13 @@ class BPDScorer:
         return df["bpd"].to_numpy()
 
 
-SCORERS: dict[str, Callable[[], object]] = {"loss": LossScorer, "msma": MSMAScorer, "bpd": BPDScorer}
+SCORERS: dict[str, Callable[[], object]] = {"loss": LossScorer, "msma": MSMAScorer, "msma_knn": KNNScorer,
+                                              "bpd": BPDScorer}
 
 
 def available_scorers(features: pd.DataFrame) -> list[str]:
     """The scorers whose features are present in a feature table."""
-    names = ["loss", "msma"]
+    names = ["loss", "msma", "msma_knn"]
     return names + (["bpd"] if "bpd" in features.columns else [])
 
 
