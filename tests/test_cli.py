@@ -91,3 +91,12 @@ def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "checkpoint not found" in err[0]
+
+
+def test_ood_command_scores_a_model_against_an_outlier_set(tiny_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["ood", "--checkpoint", str(tiny_model), "--out_dataset", "noise", "--max_images", "200",
+                 "--levels", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "test_vs_ood" in out and "train_vs_test" in out and "msma_knn" in out
+    assert (tmp_path / "resources" / "prepared").exists()

@@ -169,7 +169,8 @@ def cmd_ood(args: argparse.Namespace) -> None:
     in_name = model.meta.get("dataset") or args.dataset
     bottleneck = native_size(in_name, model.size)
     cache = Path("resources/prepared") / f"for_{in_name}_{model.size}px_{model.channels}ch"
-    cfg = FeatureConfig(n_draws=args.n_draws, levels=args.levels, bpd=args.bpd, seed=args.seed)
+    cfg = FeatureConfig(n_draws=args.n_draws, levels=args.levels, bpd=args.bpd, bpd_steps=args.bpd_steps,
+                        seed=args.seed)
     feats = {}
     for name, split in ((in_name, "train"), (in_name, "test"), (args.out_dataset, "test")):
         get_info(name)
@@ -249,6 +250,18 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(map(str, paths)))
 
 
+def _feature_options(p: argparse.ArgumentParser, max_images: int | None) -> None:
+    """Options of the out-of-distribution features, shared by `features` and `ood`."""
+    p.add_argument("--n_draws", type=positive_int, default=1, help="noise draws per time of the loss score")
+    p.add_argument("--levels", type=positive_int, default=10, help="noise levels of the multi-scale score norms")
+    p.add_argument("--bpd", action=argparse.BooleanOptionalAction, default=False, help="also bits/dim (costly)")
+    p.add_argument("--bpd_steps", type=positive_int, default=10, help="rk4 steps (log-std grid) for bits/dim")
+    p.add_argument("--max_images", type=positive_int, default=max_images, help="score at most this many images")
+    p.add_argument("--batch_size", type=positive_int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vsgm", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vsgm {__version__}")
@@ -277,14 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="model.safetensors")
     p.add_argument("--data", required=True, help="a set prepared in the model's channels and size")
     p.add_argument("--out", required=True, help="output .parquet (a .json with the NFE per scorer lands beside it)")
-    p.add_argument("--n_draws", type=positive_int, default=1, help="noise draws per time of the loss score")
-    p.add_argument("--levels", type=positive_int, default=10, help="noise levels of the multi-scale score norms")
-    p.add_argument("--bpd", action=argparse.BooleanOptionalAction, default=False, help="also bits/dim (costly)")
-    p.add_argument("--bpd_steps", type=positive_int, default=10, help="rk4 steps (log-std grid) for bits/dim")
-    p.add_argument("--max_images", type=positive_int, default=None, help="score at most this many images")
-    p.add_argument("--batch_size", type=positive_int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device")
+    _feature_options(p, max_images=None)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("score", help="outlier scores (one column per scorer) from feature tables")
@@ -315,13 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dataset", required=True, help="outlier dataset")
     p.add_argument("--dataset", help="in-distribution dataset (default: the model's)")
     p.add_argument("--root", default="resources/data")
-    p.add_argument("--n_draws", type=positive_int, default=1)
-    p.add_argument("--levels", type=positive_int, default=10)
-    p.add_argument("--bpd", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument("--max_images", type=positive_int, default=2000)
-    p.add_argument("--batch_size", type=positive_int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device")
+    _feature_options(p, max_images=2000)
     p.set_defaults(func=cmd_ood)
 
     p = sub.add_parser("classifier", help="train the small feature classifier used for the sample-quality number")
