@@ -1,0 +1,33 @@
+# vsgm: the Vanilla Score-Based Generative Model (VE SDE) as a reproducible benchmark.
+#
+#   snakemake --cores all                                    # default run (config/config.yaml, CPU)
+#   snakemake --cores all --configfile config/benchmark.yaml # the seed's benchmark (GPUs: see profiles/)
+#   snakemake --cores all results/svhn/ood_cifar10.csv ...   # one file and only what it needs
+#   snakemake --report results/report.html                   # HTML report of a finished run
+#
+# A --configfile replaces config/config.yaml (it is not merged into it); --config KEY=VALUE
+# overrides single values. See workflow/schemas/config.schema.yaml for every key.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/ood.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

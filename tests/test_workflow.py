@@ -1,0 +1,251 @@
+"""The Snakemake workflow: lint, formatting, config checks, the DAG, and real runs of config/test.yaml.
+
+Every run happens in a copy of the workflow in a temporary directory (results/, resources/,
+logs/ start empty there), as a user would run it from a fresh checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from vsgm.tables import OOD, PAIR_COLUMNS, SANITY
+from workflow_utils import (
+    BIN,
+    REPO,
+    count_rules,
+    dry_run,
+    job_set,
+    snakemake,
+    workflow_copy,
+    write_config,
+)
+
+SEED_DATASETS = ["mnist", "cifar10", "cifar100", "places365", "dtd", "fashionmnist", "chestmnist", "octmnist",
+                 "tissuemnist", "pneumoniamnist", "svhn", "tinyimagenet", "imagenet"]
+RUN_TIMEOUT = 1500  # a whole test.yaml run on 2 busy cores
+
+
+@pytest.fixture(scope="module")
+def wf(tmp_path_factory):
+    """A fresh copy of the workflow."""
+    return workflow_copy(tmp_path_factory.mktemp("wf"))
+
+
+# -- static checks ---------------------------------------------------------------------------------
+
+
+def test_lint_has_no_findings(wf):
+    proc = snakemake(wf, "--lint", timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    assert "Lints for" not in proc.stdout, proc.stdout
+    assert "Congratulations" in proc.stdout
+
+
+def test_snakefmt_reports_no_changes():
+    files = ["Snakefile", *sorted(str(p.relative_to(REPO)) for p in (REPO / "workflow").rglob("*.smk"))]
+    proc = subprocess.run([str(BIN / "snakefmt"), "--check", *files], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_default_workflow_profile_is_picked_up(wf):
+    proc = snakemake(wf, "--dry-run", timeout=300, check=True)
+    assert "workflow specific profile profiles/default" in proc.stdout
+
+
+# -- config ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("section, changes, names", [
+    ("train", {"n_epoch": 3}, ["train", "n_epoch"]),                       # typo of n_epochs
+    ("train", {"n_epochs": "ten"}, ["train.n_epochs", "ten"]),              # wrong type
+    ("unet", {"channel_mult": 2}, ["unet.channel_mult"]),                   # list expected
+    ("sample", {"num_steps": 0}, ["sample.num_steps"]),                     # out of range
+    ("samplers", ["em", "ode-rk5"], ["samplers", "ode-rk5"]),              # unknown sampler
+    ("datasets", {"digits": {"dataset": "digitz"}}, ["datasets.digits.dataset", "digitz"]),
+    ("models", {"mnist": {"size": 8, "channels": 1}}, ["models.mnist"]),     # not a dataset key
+    ("bogus", {"x": 1}, ["bogus"]),                                          # unknown top-level key
+])
+def test_bad_config_fails_before_any_job_with_a_message_naming_the_key(wf, tmp_path, section, changes, names):
+    config = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    if isinstance(changes, dict) and isinstance(config.get(section), dict):
+        config[section] = {**config[section], **changes}
+    else:
+        config[section] = changes
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake(wf, "--cores", "1", "--configfile", str(bad), timeout=300)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stdout.splitlines() if "invalid config" in line]
+    assert len(errors) == 1, proc.stdout
+    for name in names:
+        assert name in errors[0], errors[0]
+    assert "Traceback" not in proc.stdout, proc.stdout
+    assert not (wf / "results").exists() and not (wf / "resources").exists()
+
+
+def test_configfile_replaces_the_default_config(wf, tmp_path):
+    # one model instead of the default's two: nothing of the default's photos model may remain
+    config = write_config(tmp_path / "one.yaml", models={"digits": {"size": 8, "channels": 1}})
+    jobs = dry_run(wf, "--configfile", str(config))
+    assert {j.wc("model") for j in jobs if j.wc("model")} == {"digits"}
+    assert count_rules(jobs)["train_model"] == 1
+    # ... and --config still overrides single (nested) values, typed by the schema
+    proc = snakemake(wf, "--dry-run", "--cores", "1", "--printshellcmds", "--configfile", str(config),
+                     "--config", "train={n_epochs: 7, lr: 0.002}", "seed=3", timeout=300, check=True)
+    train = next(line for line in proc.stdout.splitlines() if "vsgm.cli train" in line)
+    assert "--n_epochs 7 " in train and "--lr 0.002 " in train and "--seed 3 " in train
+
+
+# -- the DAG ---------------------------------------------------------------------------------------
+
+
+def test_benchmark_dry_run_builds_the_full_dag(wf):
+    jobs = dry_run(wf, "--configfile", "config/benchmark.yaml", timeout=600)
+    counts = count_rules(jobs)
+    n, samplers = len(SEED_DATASETS), len(yaml.safe_load((REPO / "config/benchmark.yaml").read_text())["samplers"])
+    assert counts["data_download"] == n
+    assert counts["train_model"] == n
+    assert counts["sample_model"] == n * samplers
+    assert counts["ood_pair"] == n * (n - 1)
+    assert counts["ood_features"] == n * (n + 1)  # train, test and every other dataset, per model
+    assert counts["report_aggregate"] == 1
+    assert {j.wc("model") for j in jobs if j.rule == "train_model"} == set(SEED_DATASETS)
+    trained = {j.wc("model"): j for j in jobs if j.rule == "train_model"}
+    assert set(trained) == set(SEED_DATASETS)
+
+
+def test_benchmark_target_resolves_to_exactly_what_it_needs(wf):
+    jobs = dry_run(wf, "results/svhn/ood_cifar10.csv", "--configfile", "config/benchmark.yaml")
+    got = job_set(jobs)
+    expected = {
+        ("data_download", (("name", "svhn"), ("res", "any"))),
+        ("data_download", (("name", "cifar10"), ("res", "any"))),
+        ("data_prepare", (("key", "svhn"), ("model", "svhn"), ("split", "train"))),
+        ("data_prepare", (("key", "svhn"), ("model", "svhn"), ("split", "trainsub"))),
+        ("data_prepare", (("key", "svhn"), ("model", "svhn"), ("split", "test"))),
+        ("data_prepare", (("key", "cifar10"), ("model", "svhn"), ("split", "test"))),
+        ("train_model", (("model", "svhn"),)),
+        *{(rule, (("model", "svhn"), ("set", s))) for rule in ("ood_features", "ood_score")
+          for s in ("train", "test", "cifar10")},
+        ("ood_pair", (("model", "svhn"), ("out", "cifar10"))),
+    }
+    assert got == expected
+
+
+# -- real runs of config/test.yaml -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def targeted(wf):
+    """A targeted run of one pair table in a fresh copy: its dry-run plan, then the run."""
+    target = "results/digits/ood_noise.csv"
+    plan = dry_run(wf, target, "--configfile", "config/test.yaml")
+    snakemake(wf, "--cores", "2", target, "--configfile", "config/test.yaml", timeout=RUN_TIMEOUT, check=True)
+    return target, plan
+
+
+@pytest.mark.slow
+def test_targeted_run_builds_only_what_the_file_needs(wf, targeted):
+    target, plan = targeted
+    expected = {
+        ("data_download", (("name", "digits"), ("res", "any"))),
+        ("data_download", (("name", "noise"), ("res", "any"))),
+        ("data_prepare", (("key", "digits"), ("model", "digits"), ("split", "train"))),
+        ("data_prepare", (("key", "digits"), ("model", "digits"), ("split", "test"))),
+        ("data_prepare", (("key", "noise"), ("model", "digits"), ("split", "test"))),
+        ("train_model", (("model", "digits"),)),
+        *{(rule, (("model", "digits"), ("set", s))) for rule in ("ood_features", "ood_score")
+          for s in ("train", "test", "noise")},
+        ("ood_pair", (("model", "digits"), ("out", "noise"))),
+    }
+    assert job_set(plan) == expected
+    assert (wf / target).exists()
+    assert not (wf / "results/photos").exists() and not (wf / "results/digits/samples").exists()
+    proc = snakemake(wf, "--cores", "2", target, "--configfile", "config/test.yaml", timeout=300, check=True)
+    assert "Nothing to be done" in proc.stdout, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def full_run(wf, targeted):
+    """The whole of config/test.yaml, in the copy the targeted run started (it reuses those jobs)."""
+    snakemake(wf, "--cores", "2", "--configfile", "config/test.yaml", timeout=RUN_TIMEOUT, check=True)
+    return wf
+
+
+def _config():
+    return yaml.safe_load((REPO / "config/test.yaml").read_text())
+
+
+def _png(path):
+    with Image.open(path) as img:
+        img.verify()
+        return img.size
+
+
+@pytest.mark.slow
+def test_full_test_run_writes_every_output(full_run):
+    wf, cfg = full_run, _config()
+    models, samplers = list(cfg["models"]), cfg["samplers"]
+    # aggregate tables
+    auroc = pd.read_csv(wf / "results/auroc.csv")
+    assert set(PAIR_COLUMNS) <= set(auroc.columns)
+    pairs = {(m, o) for m in models for o in cfg["datasets"] if o != m}
+    ood = auroc[auroc["comparison"] == OOD]
+    assert set(zip(ood["model"], ood["out"])) == pairs
+    assert {"loss", "msma", "bpd"} <= set(auroc["scorer"])  # bpd is on in test.yaml
+    assert set(auroc["comparison"]) == {OOD, SANITY}
+    assert set(auroc.loc[auroc["comparison"] == SANITY, "model"]) == set(models)
+    assert auroc["auroc"].between(0, 1).all() and (auroc["auroc_lo"] <= auroc["auroc_hi"]).all()
+    assert "## msma" in (wf / "results/auroc.md").read_text()
+    solvers = pd.read_csv(wf / "results/solvers.csv")
+    assert set(zip(solvers["model"], solvers["sampler"])) == {(m, s) for m in models for s in samplers}
+    assert (solvers["nfe"] > 0).all() and solvers["fd_classifier"].notna().all()
+    for png in ("auroc.png", "samples.png", "solver_sweep.png"):
+        _png(wf / "results" / png)
+    sweep = pd.read_csv(wf / "results/solver_sweep.csv")
+    assert {"sampler", "nfe", "fd"} <= set(sweep.columns) and set(sweep["sampler"]) == set(samplers)
+    assert len(pd.read_csv(wf / "results/solver_efficiency.csv")) > 0
+    # per-model outputs
+    for m in models:
+        history = pd.read_csv(wf / f"results/{m}/train.csv")
+        assert {"epoch", "loss"} <= set(history.columns) and len(history) == cfg["train"]["n_epochs"]
+        assert json.loads((wf / f"results/{m}/model.json").read_text())["step"] > 0
+        for s in samplers:
+            cost = json.loads((wf / f"results/{m}/samples/{s}.json").read_text())
+            assert {"sampler", "nfe", "seconds", "samples_per_s"} <= set(cost) and cost["sampler"] == s
+            _png(wf / f"results/{m}/samples/{s}.png")
+            assert "fd" in json.loads((wf / f"results/{m}/quality/{s}.json").read_text())
+        for o in cfg["datasets"]:
+            if o == m:
+                continue
+            table = pd.read_csv(wf / f"results/{m}/ood_{o}.csv")
+            assert list(table.columns) == PAIR_COLUMNS
+            assert set(table["comparison"]) == {OOD, SANITY} and set(table["model"]) == {m}
+            plots = {p.name for p in (wf / f"results/{m}/plots/{o}").glob("*.png")}
+            assert "roc.png" in plots and "hist_msma.png" in plots
+            for p in plots:
+                _png(wf / f"results/{m}/plots/{o}/{p}")
+    # every rule left its log and the benchmarked rules their timings
+    assert (wf / "logs/digits/train.log").stat().st_size > 0
+    assert (wf / "benchmarks/digits/train.tsv").exists()
+
+
+@pytest.mark.slow
+def test_second_run_does_nothing(full_run):
+    proc = snakemake(full_run, "--cores", "2", "--configfile", "config/test.yaml", timeout=300, check=True)
+    assert "Nothing to be done" in proc.stdout, proc.stdout
+
+
+@pytest.mark.slow
+def test_report_renders(full_run):
+    snakemake(full_run, "--report", "results/report.html", "--configfile", "config/test.yaml", timeout=600,
+              check=True)
+    html = (full_run / "results/report.html").read_text(errors="replace")
+    assert len(html) > 10_000 and "auroc" in html.lower()

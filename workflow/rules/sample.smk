@@ -1,0 +1,112 @@
+# Sampling: one job per (model, sampler); each writes a grid, the samples and their cost (NFE,
+# seconds). With sample.quality, a small classifier per model gives each sampler a Frechet
+# distance to the test split (and the real-vs-real floor: training vs test images).
+
+
+rule sample_model:
+    input:
+        checkpoint="results/{model}/model.safetensors",
+    output:
+        grid=report(
+            "results/{model}/samples/{sampler}.png",
+            caption="../report/samples.rst",
+            category="Samples",
+            subcategory="{model}",
+            labels={"model": "{model}", "sampler": "{sampler}"},
+        ),
+        samples="results/{model}/samples/{sampler}.npz",
+        cost="results/{model}/samples/{sampler}.json",
+    log:
+        f"{LOGS}/{{model}}/sample/{{sampler}}.log",
+    benchmark:
+        f"{BENCHMARKS}/{{model}}/sample/{{sampler}}.tsv"
+    conda:
+        "../envs/vsgm.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=120,
+    params:
+        flags=get_sample_params,
+        device=get_device,
+        prefix="results/{model}/samples/{sampler}",
+    shell:
+        "vsgm sample --checkpoint {input.checkpoint} --sampler {wildcards.sampler}"
+        " {params.flags} --device {params.device} --out {params.prefix} > {log} 2>&1"
+
+
+rule sample_classifier:
+    input:
+        data=get_classifier_input,
+    output:
+        classifier="results/{model}/classifier.safetensors",
+        meta="results/{model}/classifier.json",
+    log:
+        f"{LOGS}/{{model}}/classifier.log",
+    benchmark:
+        f"{BENCHMARKS}/{{model}}/classifier.tsv"
+    conda:
+        "../envs/vsgm.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=120,
+    params:
+        seed=config["seed"],
+    shell:
+        "vsgm classifier --data {input.data} --out {output.classifier} --seed {params.seed}"
+        " > {log} 2>&1"
+
+
+rule sample_quality:
+    input:
+        unpack(get_quality_input),
+    output:
+        quality="results/{model}/quality/{sampler}.json",
+    log:
+        f"{LOGS}/{{model}}/quality/{{sampler}}.log",
+    benchmark:
+        f"{BENCHMARKS}/{{model}}/quality/{{sampler}}.tsv"
+    conda:
+        "../envs/vsgm.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "vsgm quality --classifier {input.classifier} --samples {input.samples}"
+        " --reference {input.reference} --train_reference {input.train_reference}"
+        " --out {output.quality} > {log} 2>&1"
+
+
+rule sample_sweep:
+    input:
+        unpack(get_sweep_input),
+    output:
+        sweep=report(
+            "results/{model}/solver_sweep.csv",
+            caption="../report/solver_sweep_model.rst",
+            category="Samples",
+            subcategory="{model}",
+            labels={"model": "{model}", "sampler": "sweep"},
+        ),
+    log:
+        f"{LOGS}/{{model}}/sweep.log",
+    benchmark:
+        f"{BENCHMARKS}/{{model}}/sweep.tsv"
+    conda:
+        "../envs/vsgm.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=240,
+    params:
+        flags=get_sweep_params,
+        device=get_device,
+    shell:
+        "vsgm sweep --checkpoint {input.checkpoint} --classifier {input.classifier}"
+        " --reference {input.reference} {params.flags} --device {params.device}"
+        " --out {output.sweep} > {log} 2>&1"

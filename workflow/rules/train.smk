@@ -1,0 +1,38 @@
+# Training: one score model per configured model key, under accelerate.
+# The job's `gpu` resource (0 here; set by a profile) decides the launch: one process per GPU,
+# or one CPU process. A killed job leaves results/{model}/resume.safetensors and continues from
+# it when rerun with the same options. One thread by default: on a CPU, jobs side by side beat
+# several OpenMP threads per job (2 threads on 2 busy cores measured 20x slower than 1).
+# GPU profiles raise it.
+
+
+rule train_model:
+    input:
+        data=get_train_input,
+    output:
+        model="results/{model}/model.safetensors",
+        meta="results/{model}/model.json",
+        history=report(
+            "results/{model}/train.csv",
+            caption="../report/train.rst",
+            category="Models",
+            labels={"model": "{model}", "file": "training history"},
+        ),
+    log:
+        f"{LOGS}/{{model}}/train.log",
+    benchmark:
+        f"{BENCHMARKS}/{{model}}/train.tsv"
+    conda:
+        "../envs/vsgm.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        launch=get_launch_params,
+        flags=get_train_params,
+        out_dir="results/{model}",
+    shell:
+        "accelerate launch {params.launch} -m vsgm.cli train"
+        " --data {input.data} --out_dir {params.out_dir} {params.flags} > {log} 2>&1"
