@@ -165,7 +165,9 @@ def run_bench(options: dict[str, Any], channels: int, size: int, batch: int, dev
     peak = result["matmul_peak_flops"]
     result["train_fraction_of_peak"] = result["train_flops_per_step"] / result["train_step_s"] / peak
     result["inference_fraction_of_peak"] = result["inference_flops_per_batch"] / result["inference_s"] / peak
-    result.update(bench_scorers(options, channels, size, batch, dev, repeats))
+    # the feature passes hold 5 and 10 copies of each image: a smaller batch keeps their memory near training's
+    result.update(bench_scorers(options, channels, size, max(batch // 8, 1), dev, repeats))
+    # compare at the same number of forward images: the loss pass runs batch/8 images x 5 times
     per_time = result["inference_images_per_s"] / result["score_loss_times"]
     result["score_loss_vs_inference_per_time"] = result["score_loss_images_per_s"] / per_time
     result.update(bench_samplers(options, channels, size, sampler_batch, dev, samplers))

@@ -77,6 +77,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     samples, cost = draw(model, spec, args.num_samples, args.batch_size, args.num_steps, eps, snr=args.snr,
                          atol=args.atol, rtol=args.rtol, cfg=args.cfg, seed=args.seed, device=device)
     cost["dataset"] = model.meta.get("dataset")
+    cost["model"] = Path(args.checkpoint).parent.name  # the model's key (results/{model}/model.safetensors)
     prefix = args.out or str(Path(args.checkpoint).parent / "samples" / spec.name)
     paths = write_samples(samples, cost, prefix)
     print(f"{spec.name}: {args.num_samples} samples, NFE {cost['nfe']:.0f}, {cost['seconds']:.2f} s -> "
@@ -215,7 +216,8 @@ def cmd_quality(args: argparse.Namespace) -> None:
         samples = torch.from_numpy(f["samples"])
     ref = load_prepared(args.reference).images.float() / 127.5 - 1
     info = json.loads(Path(args.samples).with_suffix(".json").read_text())
-    result = {"dataset": info.get("dataset"), "sampler": info["sampler"], "n_samples": len(samples),
+    result = {"dataset": info.get("dataset"), "model": info.get("model"), "sampler": info["sampler"],
+              "n_samples": len(samples),
               "n_reference": len(ref), "fd": sample_fd(clf, samples, ref)}
     if args.train_reference:
         train = load_prepared(args.train_reference).images.float() / 127.5 - 1
@@ -237,7 +239,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     model = load_trained(args.checkpoint, device)
     reference = load_prepared(args.reference).images.float() / 127.5 - 1
     table = sweep(model, load_classifier(args.classifier), reference, args.samplers, args.steps, args.tolerances,
-                  args.num_samples, args.batch_size, seed=args.seed, device=device)
+                  args.num_samples, args.batch_size, seed=args.seed, device=device,
+                  model_name=Path(args.checkpoint).parent.name)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     print(f"{len(table)} settings -> {args.out}")

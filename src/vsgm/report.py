@@ -62,7 +62,7 @@ def solvers_rows(sample_jsons: Iterable[str | os.PathLike]):
 
     for p in sample_jsons:
         d = json.loads(Path(p).read_text())
-        yield SimpleNamespace(model=d.get("dataset"), sampler=d["sampler"])
+        yield SimpleNamespace(model=d.get("model") or d.get("dataset"), sampler=d["sampler"])
 
 
 def aggregate_results(results: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:

@@ -53,7 +53,7 @@ def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Ten
         fd = np.nan
         if torch.isfinite(samples).all():
             fd = frechet_distance(features(classifier, samples).double().numpy(), ref_feats)
-        rows.append({"model": model.meta.get("dataset"), "sampler": name, "solver": cost["solver"],
+        rows.append({"model": model_name or model.meta.get("dataset"), "sampler": name, "solver": cost["solver"],
                      "grid": cost["grid"], "num_steps": n, "tol": tol, "nfe": cost["nfe"],
                      "seconds": cost["seconds"], "fd": fd})
     return pd.DataFrame(rows)

@@ -100,12 +100,13 @@ def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[st
     quality = {}
     for q in quality_jsons:
         d = json.loads(Path(q).read_text())
-        quality[(d["dataset"], d["sampler"])] = d
+        quality[(d.get("model") or d["dataset"], d["sampler"])] = d
     rows = []
     for p in sample_jsons:
         d = json.loads(Path(p).read_text())
-        q = quality.get((d.get("dataset"), d["sampler"]), {})
-        rows.append({"model": d.get("dataset"), "sampler": d["sampler"], "solver": d.get("solver"),
+        model = d.get("model") or d.get("dataset")
+        q = quality.get((model, d["sampler"]), {})
+        rows.append({"model": model, "sampler": d["sampler"], "solver": d.get("solver"),
                      "grid": d.get("grid"), "nfe": d["nfe"], "seconds": d["seconds"],
                      "samples_per_s": d["samples_per_s"], "num_samples": d["num_samples"],
                      "fd_classifier": q.get("fd"), "fd_reference": q.get("fd_test_vs_train")})
