@@ -99,9 +99,13 @@ def test_bad_arguments(data, kwargs):
         ImageLoader(*data, **kwargs)
 
 
-def test_rejects_float_images():
+def test_rejects_other_dtypes_and_passes_float32_latents_through():
     with pytest.raises(ValueError, match="uint8"):
-        ImageLoader(np.zeros((4, 1, 8, 8), np.float32), np.zeros(4), batch_size=2)
+        ImageLoader(np.zeros((4, 1, 8, 8), np.float64), np.zeros(4), batch_size=2)
+    latents = np.linspace(-3, 3, 4 * 2 * 4 * 4, dtype=np.float32).reshape(4, 2, 4, 4)
+    loader = ImageLoader(latents, np.zeros(4), batch_size=4, shuffle=False)
+    (x, _), = list(loader)
+    assert x.dtype == torch.float32 and np.array_equal(x.numpy(), latents)
 
 
 def test_throughput_helper_runs():

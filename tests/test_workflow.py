@@ -249,3 +249,19 @@ def test_report_renders(full_run):
               check=True)
     html = (full_run / "results/report.html").read_text(errors="replace")
     assert len(html) > 10_000 and "auroc" in html.lower()
+
+
+@pytest.mark.slow
+def test_same_seed_same_tables_in_a_second_fresh_run(full_run, tmp_path):
+    """Determinism: the targeted run again in a fresh copy gives byte-identical tables and weights."""
+    from safetensors.torch import load_file
+
+    again = workflow_copy(tmp_path / "again")
+    target = "results/digits/ood_noise.csv"
+    snakemake(again, "--cores", "2", target, "--configfile", "config/test.yaml", timeout=RUN_TIMEOUT, check=True)
+    assert (again / target).read_bytes() == (full_run / target).read_bytes()
+    for name in ("test", "noise"):
+        a, b = (pd.read_parquet(d / f"results/digits/scores/{name}.parquet") for d in (again, full_run))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    a, b = (load_file(d / "results/digits/model.safetensors") for d in (again, full_run))
+    assert all((a[k] == b[k]).all() for k in a)

@@ -26,7 +26,7 @@ from .sampling import draw
 
 def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Tensor, samplers: Sequence[str],
           steps: Sequence[int], tolerances: Sequence[float], num_samples: int, batch_size: int, seed: int = 0,
-          device: str = "cpu") -> pd.DataFrame:
+          device: str = "cpu", model_name: str | None = None) -> pd.DataFrame:
     """Quality and cost of every (sampler, setting).
 
     Args:
@@ -38,6 +38,7 @@ def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Ten
         tolerances: atol = rtol values for adaptive ODE solvers.
         num_samples, batch_size, seed: as for ``vsgm sample``.
         device: where to sample.
+        model_name: the model's key in the tables (default: its dataset).
 
     Returns:
         One row per (sampler, setting): sampler, solver, grid, num_steps, tol, nfe, seconds, fd.
