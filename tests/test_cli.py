@@ -87,6 +87,12 @@ def test_sample_writes_grid_samples_and_cost(tiny_model, tmp_path):
     assert Image.open(prefix.with_suffix(".png")).size[0] >= 256
 
 
+def test_guidance_on_an_unconditional_model_is_refused(tiny_model, tmp_path, capsys):
+    assert main(["sample", "--checkpoint", str(tiny_model), "--cfg", "2", "--out", str(tmp_path / "s")]) == 1
+    assert "needs a conditional model" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -72,6 +72,7 @@ def test_nan_loss_stops_with_step_and_epoch(tiny_options, digits_train, tmp_path
     (dict(attention_resolutions=[8]), "not downsample rates"),
     (dict(num_head_channels=24), "does not divide"),
     (dict(channel_mult=[]), "must not be empty"),
+    (dict(cfg=3.0), "needs a conditional model"),
 ])
 def test_impossible_options_refused_before_training(tiny_options, digits_train, tmp_path, change, message):
     tiny_options.update(change)

@@ -24,6 +24,8 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
     Returns:
         (samples in data space, clamped to [-1, 1]; cost dict with nfe per sample batch, seconds, samples_per_s)
     """
+    if cfg != 1.0 and not model.options["conditional"]:
+        raise ValueError(f"cfg {cfg} (classifier-free guidance) needs a conditional model; this one is not")
     g = torch.Generator(device=device).manual_seed(seed)
     dims = model.options["dims"]
     outs, nfes, seconds = [], [], 0.0

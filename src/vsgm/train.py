@@ -76,6 +76,9 @@ def check_options(options: dict[str, Any], n_train: int) -> None:
         raise ValueError(f"ema_rate must be in [0, 1), got {options['ema_rate']}")
     if not 0 <= options["drop_prob"] < 1:
         raise ValueError(f"drop_prob must be in [0, 1), got {options['drop_prob']}")
+    if options.get("cfg", 1.0) != 1.0 and not options["conditional"]:
+        raise ValueError(f"cfg {options['cfg']} (classifier-free guidance) needs a conditional model: "
+                         "add --conditional or leave cfg at 1")
     if n_train < options["batch_size"]:
         raise ValueError(f"batch_size {options['batch_size']} is larger than the training set per process ({n_train})")
 
