@@ -45,7 +45,7 @@ def test_booleans_are_real_flags():
     assert parse("train", "--out_dir", "x", "--use_scale_shift_norm").use_scale_shift_norm is True
     assert parse("train", "--out_dir", "x", "--no-conv_resample").conv_resample is False
     with pytest.raises(SystemExit):
-        parse("train", "--out_dir", "x", "--use_scale_shift_norm", "False")  # no `type=bool` trap
+        parse("train", "--out_dir", "x", "--use_scale_shift_norm", "False")  # a real flag takes no value (the reference parsed "False" as True)
 
 
 @pytest.mark.parametrize("argv,needle", [
