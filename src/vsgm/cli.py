@@ -26,11 +26,6 @@ def _device(name: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def prepared_path(args: argparse.Namespace, split: str) -> Path:
-    """Where ``vsgm train/ood`` cache a dataset prepared on the fly (when no --data is given)."""
-    return Path("resources/prepared") / args.dataset / f"{split}-{args.size or 'native'}.safetensors"
-
-
 def _prepare_on_the_fly(args: argparse.Namespace, split: str, channels: int | None = None,
                         bottleneck: int | None = None, size: int | None = None) -> Path:
     from .data import get_info, native_size, prepare
