@@ -106,3 +106,14 @@ def test_ood_command_scores_a_model_against_an_outlier_set(tiny_model, tmp_path,
     out = capsys.readouterr().out
     assert "test_vs_ood" in out and "train_vs_test" in out and "msma_knn" in out
     assert (tmp_path / "resources" / "prepared").exists()
+
+
+def test_train_without_data_prepares_the_dataset_first(tmp_path, monkeypatch):
+    """`vsgm train --dataset X` as the seed's `--train`: the split is prepared on the fly, then trained on."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "digits", "--size", "8", "--out_dir", "run", "--model_channels", "16",
+                 "--num_res_blocks", "1", "--channel_mult", "1", "2", "--attention_resolutions", "2",
+                 "--num_head_channels", "16", "--n_epochs", "1", "--warmup", "0", "--batch_size", "128",
+                 "--no_wandb"]) == 0
+    assert (tmp_path / "resources/prepared/digits/train-8px-1ch.safetensors").exists()
+    assert (tmp_path / "run/model.safetensors").exists() and (tmp_path / "run/train.csv").exists()
