@@ -1,0 +1,130 @@
+"""`vsgm prepare` on the command line: outputs, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from vsgm.data import (
+    load_prepared,
+    prepare,
+)
+from vsgm.data.commands import register
+
+
+# ---------------------------------------------------------------- vsgm prepare
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="vsgm")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_cli_prepare(tmp_path, capsys):
+    out = tmp_path / "digits.safetensors"
+    args = _parse(
+        [
+            "prepare",
+            "--dataset",
+            "digits",
+            "--split",
+            "test",
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--size",
+            "16",
+            "--channels",
+            "1",
+            "--bottleneck",
+            "8",
+            "--classes",
+            "0",
+            "1",
+            "2",
+            "--max_images",
+            "20",
+            "--seed",
+            "3",
+        ]
+    )
+    assert args.func(args) == 0
+    data = load_prepared(out, size=16, channels=1)
+    assert len(data) == 20 and set(data.labels.tolist()) <= {0, 1, 2}
+    assert data.meta["seed"] == 3 and data.meta["classes"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--size", "0"], ["--size", "x"], ["--channels", "2"], ["--split", "val"], ["--classes", "-1"]],
+)
+def test_cli_prepare_bad_arguments_exit_2(tmp_path, extra, capsys):
+    argv = [
+        "prepare",
+        "--dataset",
+        "digits",
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path / "o.safetensors"),
+        "--size",
+        "8",
+        "--channels",
+        "1",
+        *extra,
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(argv)
+    assert exit_info.value.code == 2
+
+
+def test_cli_prepare_missing_data_is_one_line(tmp_path):
+    args = _parse(
+        [
+            "prepare",
+            "--dataset",
+            "svhn",
+            "--split",
+            "test",
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "s.safetensors"),
+            "--size",
+            "32",
+            "--channels",
+            "3",
+        ]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        args.func(args)
+    message = str(exit_info.value.code)
+    assert message.startswith("vsgm prepare: error:") and "test_32x32.mat" in message and "\n" not in message
+    assert not (tmp_path / "s.safetensors").exists()
+
+
+def test_cli_prepare_bad_class_is_one_line(tmp_path):
+    args = _parse(
+        [
+            "prepare",
+            "--dataset",
+            "digits",
+            "--split",
+            "test",
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "d.safetensors"),
+            "--size",
+            "8",
+            "--channels",
+            "1",
+            "--classes",
+            "12",
+        ]
+    )
+    with pytest.raises(SystemExit, match="classes"):
+        args.func(args)
