@@ -1,4 +1,5 @@
 import itertools
+import math
 
 import pytest
 import torch
@@ -97,3 +98,33 @@ def test_no_recomputation_unless_asked():
 def test_impossible_configs_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         make(**kw)
+
+
+def _adm_attention(block, x, new_order):
+    """The reference ADM AttentionBlock (QKVAttention / QKVAttentionLegacy), written out with einsum."""
+    b, c, *spatial = x.shape
+    flat = x.reshape(b, c, -1)
+    qkv = block.qkv(block.norm(flat))
+    heads, length = block.num_heads, flat.shape[-1]
+    ch = c // heads
+    scale = 1 / math.sqrt(math.sqrt(ch))
+    if new_order:
+        q, k, v = (z.reshape(b * heads, ch, length) for z in qkv.chunk(3, dim=1))
+    else:
+        q, k, v = qkv.reshape(b * heads, 3 * ch, length).split(ch, dim=1)
+    weight = torch.softmax(torch.einsum("bct,bcs->bts", q * scale, k * scale), dim=-1)
+    out = torch.einsum("bts,bcs->bct", weight, v).reshape(b, c, length)
+    return (flat + block.proj_out(out)).reshape(b, c, *spatial)
+
+
+@pytest.mark.parametrize("new_order", [False, True])
+@pytest.mark.parametrize("spatial", [(12,), (4, 6), (2, 3, 4)])
+def test_attention_block_matches_the_reference(new_order, spatial):
+    from vsgm.unet import AttentionBlock
+    torch.manual_seed(0)
+    block = AttentionBlock(32, num_heads=4, use_new_attention_order=new_order)
+    randomize(block)
+    x = torch.randn(3, 32, *spatial)
+    if len(spatial) == 2:
+        x = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(block(x), _adm_attention(block, x, new_order), atol=1e-5, rtol=1e-5)

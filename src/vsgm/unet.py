@@ -202,7 +202,8 @@ class AttentionBlock(nn.Module):
 
     ``use_new_attention_order`` splits q, k, v before the heads (QKVAttention);
     otherwise the heads are split first (the legacy order). Both run through
-    ``scaled_dot_product_attention``.
+    ``scaled_dot_product_attention`` on (batch, tokens, channels) views; the parameters keep the
+    reference's 1x1 ``Conv1d`` layout.
     """
 
     def __init__(self, channels, num_heads=1, num_head_channels=-1, use_checkpoint=False,
@@ -221,18 +222,20 @@ class AttentionBlock(nn.Module):
         return self._forward(x)
 
     def _forward(self, x):
+        # tokens last: on a channels-last input every reshape below is a view, and the 1x1 convolutions
+        # run as plain matrix products
         b, c, *spatial = x.shape
-        flat = x.reshape(b, c, -1)
-        qkv = self.qkv(self.norm(flat))
-        heads, length = self.num_heads, flat.shape[-1]
+        tokens = self.norm(x).movedim(1, -1).reshape(b, -1, c)
+        length, heads = tokens.shape[1], self.num_heads
         ch = c // heads
+        qkv = F.linear(tokens, self.qkv.weight.squeeze(-1), self.qkv.bias)
         if self.new_order:
-            q, k, v = (z.reshape(b, heads, ch, length) for z in qkv.chunk(3, dim=1))
+            q, k, v = (z.reshape(b, length, heads, ch).transpose(1, 2) for z in qkv.chunk(3, dim=-1))
         else:
-            q, k, v = qkv.reshape(b, heads, 3 * ch, length).split(ch, dim=2)
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
-        out = out.transpose(-1, -2).reshape(b, c, length)
-        return (flat + self.proj_out(out)).reshape(b, c, *spatial)
+            q, k, v = qkv.reshape(b, length, heads, 3 * ch).transpose(1, 2).split(ch, dim=-1)
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, length, c)
+        out = F.linear(out, self.proj_out.weight.squeeze(-1), self.proj_out.bias)
+        return x + out.reshape(b, *spatial, c).movedim(-1, 1)
 
 
 class UNetModel(nn.Module):
