@@ -1,4 +1,7 @@
-"""Run by test_train under `accelerate launch` with two CPU processes: train, then report each rank's weights."""
+"""Run by test_train under `accelerate launch` with two CPU processes: train, then report each rank's weights.
+
+Each batch of 32 runs as chunks of 11, 11 and 10: the ranks synchronise their gradients on the last chunk only.
+"""
 
 import hashlib
 import json
@@ -13,7 +16,7 @@ from vsgm.train import Trainer
 data, out = sys.argv[1], Path(sys.argv[2])
 opts = defaults()
 opts.update(model_channels=16, num_res_blocks=1, channel_mult=[1, 2], attention_resolutions=[2], num_head_channels=16,
-            n_epochs=1, warmup=0, batch_size=32, sample_and_save_freq=100, no_wandb=True)
+            n_epochs=1, warmup=0, batch_size=32, micro_batch=12, sample_and_save_freq=100, no_wandb=True)
 trainer = Trainer(opts, data, out / "model")
 trainer.run(resume=False)
 weights = trainer.acc.unwrap_model(trainer.model).state_dict()

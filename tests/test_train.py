@@ -104,6 +104,47 @@ def test_checkpoint_errors_name_the_file(tiny_options, digits_train, tmp_path):
         load_trained(path)
 
 
+@pytest.mark.parametrize("micro_batch", [3, 4])
+def test_micro_batches_add_up_to_the_whole_batch_gradient(tiny_options, micro_batch):
+    from accelerate import Accelerator
+
+    from vsgm.losses import dsm_draws
+    from vsgm.models import unet_config
+    from vsgm.sde import VESDE
+    from vsgm.train import accumulate_dsm_gradients
+    from vsgm.unet import UNetModel
+
+    torch.manual_seed(0)
+    net, sde, acc = UNetModel(unet_config(tiny_options, 1, 8)), VESDE(25.0), Accelerator(cpu=True)
+    for p in net.parameters():  # zero-initialised output layers would leave most gradients at zero
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.rand(10, 1, 8, 8) * 2 - 1
+    t, noise = dsm_draws(x, 1e-3, torch.Generator().manual_seed(1))
+
+    def grads(chunk):
+        net.zero_grad()
+        loss = accumulate_dsm_gradients(acc, net, sde, x, t, noise, None, chunk)
+        return loss, [p.grad.clone() for p in net.parameters()]
+
+    loss_whole, whole = grads(len(x))
+    loss_parts, parts = grads(micro_batch)  # 10 images in 4 or 3 unequal chunks
+    torch.testing.assert_close(loss_parts, dsm_loss_at(net, sde, x, t, noise).mean().detach(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(loss_parts, loss_whole, rtol=1e-5, atol=0)
+    for a, b in zip(parts, whole):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_micro_batch_is_automatic_on_cpu_and_whole_on_gpu(tiny_options):
+    from vsgm.train import micro_batch_size
+
+    seed_unet = dict(tiny_options, model_channels=64, channel_mult=[1, 2, 2], batch_size=128, micro_batch=0)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert micro_batch_size(seed_unet, 32, cpu) == 64  # a 64-channel 32x32 map is 256 KiB per image
+    assert micro_batch_size(seed_unet, 8, cpu) == 128  # small maps: the whole batch
+    assert micro_batch_size(seed_unet, 32, gpu) == 128
+    assert micro_batch_size(dict(seed_unet, micro_batch=16), 32, gpu) == 16
+
+
 @pytest.mark.slow
 def test_two_ddp_ranks_on_cpu_end_with_identical_weights(digits_train, tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}

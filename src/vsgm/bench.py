@@ -18,9 +18,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .io import write_json
-from .losses import dsm_loss
+from .losses import dsm_loss_at
 from .models import TrainedModel, unet_config
-from .options import add_groups, defaults
+from .options import add_groups, defaults, option
 from .sde import VESDE
 from .unet import UNetModel
 
@@ -65,29 +65,34 @@ def _model(options: dict[str, Any], channels: int, size: int, device: torch.devi
     return UNetModel(unet_config(options, channels, size)).to(device)
 
 
-def bench_train(options, channels, size, batch, device, repeats, autocast_dtype) -> dict[str, float]:
-    """Training step (forward, backward, AdamW, EMA) images/s and FLOPs per step."""
-    from .train import update_ema
+def bench_train(options, channels, size, batch, device, repeats, autocast) -> dict[str, float]:
+    """Training step (forward, backward, AdamW, EMA) images/s and FLOPs per step, as ``vsgm train`` runs it
+    (the same micro-batches, optimizer and EMA update)."""
+    from accelerate import Accelerator
 
+    from .losses import dsm_draws
+    from .train import accumulate_dsm_gradients, micro_batch_size, update_ema
+
+    acc = Accelerator(cpu=device.type == "cpu", mixed_precision=autocast)
     net = _model(options, channels, size, device)
     ema = _model(options, channels, size, device).requires_grad_(False)
-    fused = device.type == "cuda"
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=fused)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=device.type == "cuda")
     sde = VESDE(options["sigma"])
     x = torch.randn(batch, channels, size, size, device=device)
+    t, noise = dsm_draws(x)
+    micro = micro_batch_size({**options, "batch_size": batch}, size, device)
 
     def step():
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = dsm_loss(net, sde, x).mean()
-        loss.backward()
+        accumulate_dsm_gradients(acc, net, sde, x, t, noise, None, micro)
         opt.step()
         opt.zero_grad(set_to_none=True)
         update_ema(ema, net, 0.999)
 
-    flops = count_flops(lambda: dsm_loss(net, sde, x).mean().backward())
+    flops = count_flops(lambda: dsm_loss_at(net, sde, x, t, noise).mean().backward())
     opt.zero_grad(set_to_none=True)
     seconds = best_time(step, device, repeats)
-    return {"train_images_per_s": batch / seconds, "train_flops_per_step": flops, "train_step_s": seconds}
+    return {"train_images_per_s": batch / seconds, "train_flops_per_step": flops, "train_step_s": seconds,
+            "train_micro_batch": micro}
 
 
 @torch.no_grad()
@@ -160,7 +165,7 @@ def run_bench(options: dict[str, Any], channels: int, size: int, batch: int, dev
         "model": {k: options[k] for k in ("model_channels", "num_res_blocks", "channel_mult",
                                           "attention_resolutions", "num_head_channels")}}
     result["matmul_peak_flops"] = matmul_peak(dev, dtype=peak_dtype)
-    result.update(bench_train(options, channels, size, batch, dev, repeats, dtype))
+    result.update(bench_train(options, channels, size, batch, dev, repeats, autocast))
     result.update(bench_inference(options, channels, size, batch, dev, repeats, dtype))
     peak = result["matmul_peak_flops"]
     result["train_fraction_of_peak"] = result["train_flops_per_step"] / result["train_step_s"] / peak
@@ -180,7 +185,8 @@ def format_table(r: dict[str, Any]) -> str:
     rows = [
         ("fp32 matmul peak" if r["autocast"] == "no" else f"{r['autocast']} matmul peak",
          f"{r['matmul_peak_flops'] / 1e9:,.0f} GFLOP/s", ""),
-        ("training step (fwd+bwd+AdamW+EMA)", f"{r['train_images_per_s']:,.1f} images/s",
+        (f"training step (fwd+bwd+AdamW+EMA, chunks of {r['train_micro_batch']})",
+         f"{r['train_images_per_s']:,.1f} images/s",
          f"{r['train_fraction_of_peak']:.2f} of peak"),
         ("inference (forward)", f"{r['inference_images_per_s']:,.1f} images/s",
          f"{r['inference_fraction_of_peak']:.2f} of peak"),
@@ -198,7 +204,7 @@ def format_table(r: dict[str, Any]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    options = {k: getattr(args, k) for k in defaults("model", "sde")}
+    options = {k: getattr(args, k) for k in [*defaults("model", "sde"), "micro_batch"]}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = run_bench(options, args.channels, args.size or 32, args.batch_size, device, args.repeats,
                        args.samplers, args.sampler_batch, args.autocast)
@@ -214,6 +220,7 @@ def register(sub) -> None:
     p.add_argument("--size", type=int, default=32, help="image size (default: 32)")
     p.add_argument("--channels", type=int, default=1, help="image channels (default: 1)")
     p.add_argument("--batch_size", type=int, default=128, help="batch size (default: 128)")
+    option("micro_batch").add_to(p)
     p.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (default: 3)")
     p.add_argument("--samplers", nargs="*", default=["em", "pc", "ode-euler", "ode-rk4", "ode-rk4-logstd"],
                    help="samplers to time")

@@ -53,10 +53,16 @@ def dsm_loss(model: nn.Module, sde: VESDE, x0: torch.Tensor, eps: float = 1e-3, 
     Returns:
         Loss per sample, shape (batch,).
     """
-    b = x0.shape[0]
-    t = torch.rand(b, generator=generator, device=x0.device) * (1.0 - eps) + eps
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+    t, noise = dsm_draws(x0, eps, generator)
     return dsm_loss_at(model, sde, x0, t, noise, y)
+
+
+def dsm_draws(x0: torch.Tensor, eps: float = 1e-3, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random part of ``dsm_loss``: times t ~ U(eps, 1) per sample and noise z ~ N(0, I) like x0."""
+    t = torch.rand(x0.shape[0], generator=generator, device=x0.device) * (1.0 - eps) + eps
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+    return t, noise
 
 
 def expected_oracle_loss(sde: VESDE, data_std: float, dim: int, t: torch.Tensor) -> torch.Tensor:

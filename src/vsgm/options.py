@@ -111,6 +111,8 @@ TRAIN = [
         non_negative_int),
     Opt("no_wandb", False, "Disable wandb logging", flag=True),
     Opt("mixed_precision", "no", "Mixed precision", choices=["no", "fp16", "bf16"]),
+    Opt("micro_batch", 0, "Images per forward/backward pass; gradients of a batch's chunks add up to the same "
+        "update (0: auto, the whole batch on a GPU and cache-sized chunks on a CPU)", non_negative_int),
     Opt("compile", False, "torch.compile the UNet (pays off on GPUs; a minute of compiling on CPU)", flag=True),
 ]
 
@@ -133,6 +135,11 @@ def defaults(*groups: str) -> dict[str, Any]:
     """Seed defaults of the named groups (all groups when none is named)."""
     names = groups or tuple(GROUPS)
     return {o.name: o.default for g in names for o in GROUPS[g]}
+
+
+def option(name: str) -> Opt:
+    """The option called ``name``, from whichever group holds it."""
+    return next(o for g in GROUPS.values() for o in g if o.name == name)
 
 
 def add_groups(parser: argparse.ArgumentParser, *groups: str) -> None:
