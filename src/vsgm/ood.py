@@ -50,7 +50,8 @@ class FeatureConfig:
         loss_times: times of the seed's loss score.
         n_draws: noise draws per time for the loss (the seed: 1).
         levels: number of noise levels of the multi-scale score norms.
-        t_min, t_max: time range of those levels (spaced evenly in log std).
+        t_min, t_max: time range of those levels (spaced evenly in log std); by default the whole range
+            the seed trains on, [eps = 1e-3, 1], as MSMA spans all of its model's noise scales.
         bpd: also compute bits/dim (costly).
         bpd_steps: rk4 steps on the log-std grid for bits/dim.
         seed: noise seed (features are deterministic given it).
@@ -60,7 +61,7 @@ class FeatureConfig:
     n_draws: int = 1
     levels: int = 10
     t_min: float = 1e-3
-    t_max: float = 0.5
+    t_max: float = 1.0
     bpd: bool = False
     bpd_steps: int = 10
     seed: int = 0
