@@ -128,3 +128,13 @@ def test_attention_block_matches_the_reference(new_order, spatial):
     if len(spatial) == 2:
         x = x.contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(block(x), _adm_attention(block, x, new_order), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale_shift,updown", [(False, False), (True, True)])
+def test_inference_path_computes_the_same_function(scale_shift, updown):
+    """Without autograd some SiLUs and adds run in place: the output must not change."""
+    model = randomize(make(use_scale_shift_norm=scale_shift, resblock_updown=updown)).eval()
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([5.0, 50.0, 500.0])
+    with torch.no_grad():
+        fast = model(x, t)
+    torch.testing.assert_close(fast, model(x, t).detach(), rtol=0, atol=0)
