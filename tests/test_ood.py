@@ -84,6 +84,26 @@ def test_features_are_deterministic_and_checked():
         compute_features(model, gaussian_images(DATA_STD, 5, 0, size=8), FeatureConfig(), progress=False)
 
 
+def test_features_in_cache_sized_chunks_equal_one_pass(tiny_options, monkeypatch):
+    import vsgm.models
+    from vsgm.models import TrainedModel, unet_config
+    from vsgm.unet import UNetModel
+
+    # random weights everywhere (a zero-initialised output layer would hide t), and the time embedding
+    # applied after the norm: at 16 channels a GroupNorm has one channel per group and would erase it
+    options = {**tiny_options, "use_scale_shift_norm": True}
+    torch.manual_seed(0)
+    net = UNetModel(unet_config(options, 1, 8)).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    model = TrainedModel(net, options, {"channels": 1, "size": 8})
+    imgs = torch.randint(0, 256, (9, 1, 8, 8), dtype=torch.uint8)
+    whole = compute_features(model, imgs, FeatureConfig(), progress=False)
+    monkeypatch.setattr(vsgm.models, "CPU_CHUNK_BYTES", 1)  # one image per network pass
+    chunked = compute_features(model, imgs, FeatureConfig(), progress=False)
+    pd.testing.assert_frame_equal(whole, chunked, check_exact=False, rtol=1e-4, atol=1e-5)
+
+
 def test_loss_scorer_is_the_seeds_mean_over_five_times():
     df = pd.DataFrame({"index": [0, 1], **{f"loss_t{t:g}": [t, 2 * t] for t in (0.001, 0.01, 0.05, 0.1, 0.2)}})
     out = score_table(df, df, ["loss"])

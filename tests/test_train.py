@@ -135,7 +135,7 @@ def test_micro_batches_add_up_to_the_whole_batch_gradient(tiny_options, micro_ba
 
 
 def test_micro_batch_is_automatic_on_cpu_and_whole_on_gpu(tiny_options):
-    from vsgm.train import micro_batch_size
+    from vsgm.models import micro_batch_size
 
     seed_unet = dict(tiny_options, model_channels=64, channel_mult=[1, 2, 2], batch_size=128, micro_batch=0)
     cpu, gpu = torch.device("cpu"), torch.device("cuda")

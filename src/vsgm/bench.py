@@ -71,7 +71,8 @@ def bench_train(options, channels, size, batch, device, repeats, autocast) -> di
     from accelerate import Accelerator
 
     from .losses import dsm_draws
-    from .train import accumulate_dsm_gradients, micro_batch_size, update_ema
+    from .models import micro_batch_size
+    from .train import accumulate_dsm_gradients, update_ema
 
     acc = Accelerator(cpu=device.type == "cpu", mixed_precision=autocast)
     net = _model(options, channels, size, device)

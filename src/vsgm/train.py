@@ -30,7 +30,7 @@ from .checkpoint import load_resume, load_state_strict, save_resume, save_tensor
 from .data import ImageLoader, load_prepared
 from .io import write_text
 from .losses import drop_labels, dsm_draws, dsm_loss_at
-from .models import unet_config
+from .models import micro_batch_size, unet_config
 from .samplers import sample
 from .score import make_score_fn
 from .sde import VESDE
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 # Options that may differ between an interrupted run and its resumption.
 RESUME_FREE = {"save_every", "no_wandb", "num_workers", "sample_and_save_freq", "compile", "micro_batch"}
-# on a CPU, a chunk of the batch whose full-resolution feature map fits this many bytes (see micro_batch_size)
-CPU_CHUNK_BYTES = 16 << 20
 
 
 class TrainingDiverged(RuntimeError):
@@ -63,21 +61,6 @@ def ema_decay(rate: float, step: int) -> float:
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     ema_p = list(ema.parameters())
     torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1.0 - decay)
-
-
-def micro_batch_size(options: dict[str, Any], size: int, device: torch.device) -> int:
-    """Images per forward/backward pass: ``micro_batch``, or automatically the whole batch on a GPU and,
-    on a CPU, chunks whose full-resolution feature map (model_channels x size^dims floats) fits in
-    CPU_CHUNK_BYTES. The elementwise layers (GroupNorm, SiLU, adds) then read their inputs from cache
-    instead of memory: the seed's UNet at 1x32x32, batch 128, went from 0.59 to 0.72 of the matmul peak
-    (``vsgm bench``) in chunks of 64."""
-    batch = options["batch_size"]
-    if options.get("micro_batch"):
-        return min(options["micro_batch"], batch)
-    if device.type != "cpu":
-        return batch
-    feature_map = 4 * options["model_channels"] * options["channel_mult"][0] * size ** options["dims"]
-    return max(1, min(batch, CPU_CHUNK_BYTES // feature_map))
 
 
 def accumulate_dsm_gradients(acc: Accelerator, model: torch.nn.Module, sde: VESDE, x: torch.Tensor,
