@@ -85,7 +85,7 @@ def test_features_are_deterministic_and_checked():
 
 
 def test_features_in_cache_sized_chunks_equal_one_pass(tiny_options, monkeypatch):
-    import vsgm.models
+    import vsgm.unet
     from vsgm.models import TrainedModel, unet_config
     from vsgm.unet import UNetModel
 
@@ -99,7 +99,7 @@ def test_features_in_cache_sized_chunks_equal_one_pass(tiny_options, monkeypatch
     model = TrainedModel(net, options, {"channels": 1, "size": 8})
     imgs = torch.randint(0, 256, (9, 1, 8, 8), dtype=torch.uint8)
     whole = compute_features(model, imgs, FeatureConfig(), progress=False)
-    monkeypatch.setattr(vsgm.models, "CPU_CHUNK_BYTES", 1)  # one image per network pass
+    monkeypatch.setattr(vsgm.unet, "CPU_CHUNK_BYTES", 1)  # one image per network pass
     chunked = compute_features(model, imgs, FeatureConfig(), progress=False)
     pd.testing.assert_frame_equal(whole, chunked, check_exact=False, rtol=1e-4, atol=1e-5)
 

@@ -138,3 +138,18 @@ def test_inference_path_computes_the_same_function(scale_shift, updown):
     with torch.no_grad():
         fast = model(x, t)
     torch.testing.assert_close(fast, model(x, t).detach(), rtol=0, atol=0)
+
+
+def test_cpu_inference_in_chunks_computes_the_same_function(monkeypatch):
+    import vsgm.unet
+
+    # conditional, time embedding after the norm: labels and times must stay with their images
+    model = randomize(make(use_scale_shift_norm=True, num_classes=3)).eval()
+    x, t, y = torch.randn(5, 1, 8, 8), torch.tensor([1.0, 5.0, 50.0, 500.0, 900.0]), torch.tensor([2, 0, 1, 1, 0])
+    with torch.no_grad():
+        whole = model(x, t, y)
+        monkeypatch.setattr(vsgm.unet, "CPU_CHUNK_BYTES", 2 * 4 * 16 * 64)  # two images per pass
+        assert model.inference_chunk(x) == 2
+        chunked = model(x, t, y)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    assert model.inference_chunk(x) == 5  # with autograd: one pass (training chunks its own batches)

@@ -9,7 +9,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_state_strict, load_tensors
 from .sde import VESDE
-from .unet import UNetConfig, UNetModel
+from .unet import UNetConfig, UNetModel, cpu_chunk
 
 
 def unet_config(options: dict[str, Any], channels: int, size: int) -> UNetConfig:
@@ -38,24 +38,15 @@ def unet_config(options: dict[str, Any], channels: int, size: int) -> UNetConfig
     return cfg
 
 
-# on a CPU, a chunk of the batch whose full-resolution feature map fits this many bytes (see micro_batch_size)
-CPU_CHUNK_BYTES = 16 << 20
-
-
 def micro_batch_size(options: dict[str, Any], size: int, device: torch.device) -> int:
-    """Images per forward/backward pass: ``micro_batch``, or automatically the whole batch on a GPU and,
-    on a CPU, chunks whose full-resolution feature map (model_channels x size^dims floats) fits in
-    CPU_CHUNK_BYTES. The elementwise layers (GroupNorm, SiLU, adds) then read their inputs from cache
-    instead of memory: a training step of the seed's UNet at 1x32x32, batch 128, went from 0.59 to 0.72
-    of the matmul peak (``vsgm bench``) in chunks of 64, and the OOD loss features of 256 images (1280
-    network inputs) from 14 to 19 images/s."""
+    """Images per training forward/backward pass: ``micro_batch``, or automatically the whole batch on a
+    GPU and cache-sized chunks on a CPU (``unet.cpu_chunk``)."""
     batch = options["batch_size"]
     if options.get("micro_batch"):
         return min(options["micro_batch"], batch)
     if device.type != "cpu":
         return batch
-    feature_map = 4 * options["model_channels"] * options["channel_mult"][0] * size ** options["dims"]
-    return max(1, min(batch, CPU_CHUNK_BYTES // feature_map))
+    return cpu_chunk(batch, 4 * options["model_channels"] * options["channel_mult"][0] * size ** options["dims"])
 
 
 class TrainedModel:

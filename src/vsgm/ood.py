@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from itertools import repeat
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,7 +34,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from .likelihood import bits_per_dim, log_likelihood
-from .models import TrainedModel, micro_batch_size
+from .models import TrainedModel
 from .samplers import Grid, Solver
 from .score import network_output
 from .sde import _expand
@@ -107,7 +106,8 @@ def loss_features(model: TrainedModel, x: torch.Tensor, times: Sequence[float], 
     b, k = x.shape[0], len(times) * n_draws
     t = torch.tensor(times, device=x.device, dtype=x.dtype).repeat_interleave(b).repeat(n_draws)
     xs = x.repeat(k, *([1] * (x.dim() - 1)))
-    out = _output_in_chunks(model, model.sde.perturb(xs, t, noise), t)
+    xt = model.sde.perturb(xs, t, noise)
+    out = network_output(model.net, xt, t, _null_labels(model, xs.shape[0], x.device))
     loss = (out + noise).pow(2).flatten(1).sum(1)
     return loss.reshape(n_draws, len(times), b).mean(0).T
 
@@ -118,18 +118,8 @@ def score_norm_features(model: TrainedModel, x: torch.Tensor, times: torch.Tenso
     b = x.shape[0]
     t = times.to(x.device, x.dtype).repeat_interleave(b)
     xs = x.repeat(len(times), *([1] * (x.dim() - 1)))
-    out = _output_in_chunks(model, xs, t)
+    out = network_output(model.net, xs, t, _null_labels(model, xs.shape[0], x.device))
     return out.flatten(1).norm(dim=1).clamp(min=1e-12).log().reshape(len(times), b).T
-
-
-def _output_in_chunks(model: TrainedModel, xs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The network output for a stack of inputs (all times of a batch), in cache-sized chunks on a CPU
-    and in one pass on a GPU (models.micro_batch_size)."""
-    options = {**model.options, "batch_size": len(xs), "micro_batch": 0}
-    chunk = micro_batch_size(options, xs.shape[-1], xs.device)
-    labels = _null_labels(model, len(xs), xs.device)
-    parts = zip(xs.split(chunk), t.split(chunk), labels.split(chunk) if labels is not None else repeat(None))
-    return torch.cat([network_output(model.net, a, b, y) for a, b, y in parts])
 
 
 def _null_labels(model: TrainedModel, n: int, device) -> torch.Tensor | None:
