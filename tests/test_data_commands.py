@@ -22,35 +22,16 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
+def _prepare(dataset, root, out, size, channels, *extra):
+    """Parsed `vsgm prepare` of the test split; ``extra``: further flags."""
+    return _parse(["prepare", "--dataset", dataset, "--split", "test", "--root", str(root), "--out", str(out),
+                   "--size", str(size), "--channels", str(channels), *extra])
+
+
 def test_cli_prepare(tmp_path, capsys):
     out = tmp_path / "digits.safetensors"
-    args = _parse(
-        [
-            "prepare",
-            "--dataset",
-            "digits",
-            "--split",
-            "test",
-            "--root",
-            str(tmp_path),
-            "--out",
-            str(out),
-            "--size",
-            "16",
-            "--channels",
-            "1",
-            "--bottleneck",
-            "8",
-            "--classes",
-            "0",
-            "1",
-            "2",
-            "--max_images",
-            "20",
-            "--seed",
-            "3",
-        ]
-    )
+    args = _prepare("digits", tmp_path, out, 16, 1, "--bottleneck", "8", "--classes", "0", "1", "2",
+                    "--max_images", "20", "--seed", "3")
     assert args.func(args) == 0
     data = load_prepared(out, size=16, channels=1)
     assert len(data) == 20 and set(data.labels.tolist()) <= {0, 1, 2}
@@ -82,23 +63,7 @@ def test_cli_prepare_bad_arguments_exit_2(tmp_path, extra, capsys):
 
 
 def test_cli_prepare_missing_data_is_one_line(tmp_path):
-    args = _parse(
-        [
-            "prepare",
-            "--dataset",
-            "svhn",
-            "--split",
-            "test",
-            "--root",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "s.safetensors"),
-            "--size",
-            "32",
-            "--channels",
-            "3",
-        ]
-    )
+    args = _prepare("svhn", tmp_path, tmp_path / "s.safetensors", 32, 3)
     with pytest.raises(SystemExit) as exit_info:
         args.func(args)
     message = str(exit_info.value.code)
@@ -107,24 +72,6 @@ def test_cli_prepare_missing_data_is_one_line(tmp_path):
 
 
 def test_cli_prepare_bad_class_is_one_line(tmp_path):
-    args = _parse(
-        [
-            "prepare",
-            "--dataset",
-            "digits",
-            "--split",
-            "test",
-            "--root",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "d.safetensors"),
-            "--size",
-            "8",
-            "--channels",
-            "1",
-            "--classes",
-            "12",
-        ]
-    )
+    args = _prepare("digits", tmp_path, tmp_path / "d.safetensors", 8, 1, "--classes", "12")
     with pytest.raises(SystemExit, match="classes"):
         args.func(args)

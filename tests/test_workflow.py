@@ -121,21 +121,25 @@ def test_benchmark_dry_run_builds_the_full_dag(wf):
     assert set(trained) == set(SEED_DATASETS)
 
 
+def pair_jobs(model, out, train_splits):
+    """The jobs behind results/{model}/ood_{out}.csv: both downloads, the model's prepared splits and the
+    outlier set's test split, training, features and scores of train/test/out, and the pair table."""
+    return {
+        ("data_download", (("name", model), ("res", "any"))),
+        ("data_download", (("name", out), ("res", "any"))),
+        *{("data_prepare", (("key", model), ("model", model), ("split", s))) for s in (*train_splits, "test")},
+        ("data_prepare", (("key", out), ("model", model), ("split", "test"))),
+        ("train_model", (("model", model),)),
+        *{(rule, (("model", model), ("set", s))) for rule in ("ood_features", "ood_score")
+          for s in ("train", "test", out)},
+        ("ood_pair", (("model", model), ("out", out))),
+    }
+
+
 def test_benchmark_target_resolves_to_exactly_what_it_needs(wf):
     jobs = dry_run(wf, "results/svhn/ood_cifar10.csv", "--configfile", "config/benchmark.yaml")
     got = job_set(jobs)
-    expected = {
-        ("data_download", (("name", "svhn"), ("res", "any"))),
-        ("data_download", (("name", "cifar10"), ("res", "any"))),
-        ("data_prepare", (("key", "svhn"), ("model", "svhn"), ("split", "train"))),
-        ("data_prepare", (("key", "svhn"), ("model", "svhn"), ("split", "trainsub"))),
-        ("data_prepare", (("key", "svhn"), ("model", "svhn"), ("split", "test"))),
-        ("data_prepare", (("key", "cifar10"), ("model", "svhn"), ("split", "test"))),
-        ("train_model", (("model", "svhn"),)),
-        *{(rule, (("model", "svhn"), ("set", s))) for rule in ("ood_features", "ood_score")
-          for s in ("train", "test", "cifar10")},
-        ("ood_pair", (("model", "svhn"), ("out", "cifar10"))),
-    }
+    expected = pair_jobs("svhn", "cifar10", train_splits=("train", "trainsub"))
     assert got == expected
 
 
@@ -154,17 +158,7 @@ def targeted(wf):
 @pytest.mark.slow
 def test_targeted_run_builds_only_what_the_file_needs(wf, targeted):
     target, plan = targeted
-    expected = {
-        ("data_download", (("name", "digits"), ("res", "any"))),
-        ("data_download", (("name", "noise"), ("res", "any"))),
-        ("data_prepare", (("key", "digits"), ("model", "digits"), ("split", "train"))),
-        ("data_prepare", (("key", "digits"), ("model", "digits"), ("split", "test"))),
-        ("data_prepare", (("key", "noise"), ("model", "digits"), ("split", "test"))),
-        ("train_model", (("model", "digits"),)),
-        *{(rule, (("model", "digits"), ("set", s))) for rule in ("ood_features", "ood_score")
-          for s in ("train", "test", "noise")},
-        ("ood_pair", (("model", "digits"), ("out", "noise"))),
-    }
+    expected = pair_jobs("digits", "noise", train_splits=("train",))
     assert job_set(plan) == expected
     assert (wf / target).exists()
     assert not (wf / "results/photos").exists() and not (wf / "results/digits/samples").exists()
