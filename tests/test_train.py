@@ -139,7 +139,7 @@ def test_micro_batch_is_automatic_on_cpu_and_whole_on_gpu(tiny_options):
 
     seed_unet = dict(tiny_options, model_channels=64, channel_mult=[1, 2, 2], batch_size=128, micro_batch=0)
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert micro_batch_size(seed_unet, 32, cpu) == 64  # a 64-channel 32x32 map is 256 KiB per image
+    assert micro_batch_size(seed_unet, 32, cpu) == 32  # a 64-channel 32x32 map is 256 KiB per image
     assert micro_batch_size(seed_unet, 8, cpu) == 128  # small maps: the whole batch
     assert micro_batch_size(seed_unet, 32, gpu) == 128
     assert micro_batch_size(dict(seed_unet, micro_batch=16), 32, gpu) == 16
