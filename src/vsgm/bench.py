@@ -72,12 +72,12 @@ def bench_train(options, channels, size, batch, device, repeats, autocast) -> di
 
     from .losses import dsm_draws
     from .models import micro_batch_size
-    from .train import accumulate_dsm_gradients, update_ema
+    from .train import accumulate_dsm_gradients, adamw, update_ema
 
     acc = Accelerator(cpu=device.type == "cpu", mixed_precision=autocast)
     net = _model(options, channels, size, device)
     ema = _model(options, channels, size, device).requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=device.type == "cuda")
+    opt = adamw(net.parameters(), 1e-4, option("decay").default, device)
     sde = VESDE(options["sigma"])
     x = torch.randn(batch, channels, size, size, device=device)
     t, noise = dsm_draws(x)
