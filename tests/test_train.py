@@ -104,6 +104,38 @@ def test_checkpoint_errors_name_the_file(tiny_options, digits_train, tmp_path):
         load_trained(path)
 
 
+def test_optimizer_state_from_a_resume_file_continues_exactly(tmp_path):
+    """Channels-last weights, fused AdamW: the moments read back from a resume file (contiguous) must
+    continue the run bit for bit, as if they had never left memory."""
+    from vsgm.checkpoint import load_resume, save_resume
+    from vsgm.train import adamw, load_optimizer_state
+
+    def build():
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(4, 6, 3).to(memory_format=torch.channels_last)
+        return conv, adamw(conv.parameters(), 1e-2, 0.0, torch.device("cpu"))
+
+    def step(conv, opt, i):
+        x = torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(i))
+        conv(x.contiguous(memory_format=torch.channels_last)).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    conv, opt = build()
+    for i in range(3):
+        step(conv, opt, i)
+    save_resume(tmp_path / "r.safetensors", {"model": conv.state_dict(), "optimizer": opt.state_dict()}, {})
+    step(conv, opt, 3)
+
+    again, opt2 = build()
+    states, _ = load_resume(tmp_path / "r.safetensors")
+    again.load_state_dict(states["model"])
+    load_optimizer_state(opt2, states["optimizer"])
+    assert opt2.state[again.weight]["exp_avg"].stride() == again.weight.stride()
+    step(again, opt2, 3)
+    assert torch.equal(again.weight, conv.weight) and torch.equal(again.bias, conv.bias)
+
+
 @pytest.mark.parametrize("micro_batch", [3, 4])
 def test_micro_batches_add_up_to_the_whole_batch_gradient(tiny_options, micro_batch):
     from accelerate import Accelerator

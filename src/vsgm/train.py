@@ -63,6 +63,22 @@ def adamw(params, lr: float, decay: float, device: torch.device) -> torch.optim.
     return torch.optim.AdamW(params, lr=lr, weight_decay=decay, fused=device.type in ("cpu", "cuda"))
 
 
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load an optimizer state and give every state tensor its parameter's memory layout.
+
+    Tensors read from a file are contiguous while the 2-D UNet's weights are channels-last, and the
+    fused AdamW kernels walk a parameter, its gradient and its moments in raw memory order: with
+    mismatched layouts they would pair the wrong elements, and a resumed run would silently drift
+    from an uninterrupted one."""
+    opt.load_state_dict(state)
+    for group in opt.param_groups:
+        for p in group["params"]:
+            slots = opt.state.get(p, {})
+            for key, value in slots.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    slots[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     ema_p = list(ema.parameters())
@@ -212,7 +228,7 @@ class Trainer:
                              f"now {self.acc.num_processes}")
         load_state_strict(self.acc.unwrap_model(self.model), states["model"], self.resume_path)
         load_state_strict(self.ema, states["ema"], self.resume_path)
-        self.opt.load_state_dict(states["optimizer"])
+        load_optimizer_state(self.opt, states["optimizer"])
         self.sched.load_state_dict(states["scheduler"])
         torch.set_rng_state(states["rng"]["torch"])
         self.noise.set_state(states["rng"]["noise"])
