@@ -158,6 +158,9 @@ class Trainer:
         self.options = dict(options)
         self.out_dir = Path(out_dir)
         self.acc = Accelerator(mixed_precision=options.get("mixed_precision", "no"))
+        if self.acc.mixed_precision == "fp16" and not self.acc.native_amp:
+            log.warning("--mixed_precision fp16 needs a CUDA device: this %s run trains in fp32 "
+                        "(bf16 works on CPU)", self.acc.device.type)
         data = load_prepared(data_path)
         self.channels, self.size = int(data.images.shape[1]), int(data.images.shape[-1])
         self.dataset = data.meta.get("dataset", options.get("dataset"))
