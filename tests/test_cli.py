@@ -54,6 +54,11 @@ def test_booleans_are_real_flags():
     (["train", "--out_dir", "x", "--n_epochs", "-1"], "--n_epochs: must be >= 1"),
     (["train", "--out_dir", "x", "--dropout", "1.5"], "--dropout: must be in [0, 1)"),
     (["train", "--out_dir", "x", "--sampler_type", "XX"], "--sampler_type: invalid choice"),
+    (["train", "--out_dir", "x", "--eps", "2"], "--eps: must be in (0, 1)"),
+    (["train", "--out_dir", "x", "--num_head_channels", "0"], "--num_head_channels: must be >= 1, or -1"),
+    (["sample", "--checkpoint", "m", "--batch_size", "0"], "--batch_size: must be >= 1"),
+    (["sweep", "--checkpoint", "m", "--classifier", "c", "--reference", "r", "--out", "o",
+      "--tolerances", "0.1", "0"], "--tolerances: must be > 0"),
 ])
 def test_invalid_values_get_a_one_line_error(argv, needle, capsys):
     with pytest.raises(SystemExit) as err:
@@ -93,6 +98,27 @@ def test_guidance_on_an_unconditional_model_is_refused(tiny_model, tmp_path, cap
     assert not list(tmp_path.iterdir())
 
 
+def test_names_with_dots_keep_their_own_files(tiny_model, digits_train, tmp_path):
+    """An output prefix or name with a dot of its own (run_cfg1.5, x.v2) is not cut at that dot."""
+    prefix = tmp_path / "run_cfg1.5"
+    assert main(["sample", "--checkpoint", str(tiny_model), "--num_steps", "2", "--num_samples", "2",
+                 "--out", str(prefix)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run_cfg1.5.json", "run_cfg1.5.npz", "run_cfg1.5.png"]
+    for name in ("x.parquet", "x.v2"):
+        assert main(["features", "--checkpoint", str(tiny_model), "--data", str(digits_train), "--max_images", "4",
+                     "--levels", "2", "--out", str(tmp_path / "f" / name)]) == 0
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["x.json", "x.parquet", "x.v2", "x.v2.json"]
+
+
+def test_data_of_other_dimensionality_and_directories_are_one_line_errors(tiny_model, digits_train, tmp_path,
+                                                                         capsys):
+    assert main(["train", "--data", str(digits_train), "--out_dir", str(tmp_path / "m"), "--dims", "1",
+                 "--n_epochs", "1", "--warmup", "0"]) == 1
+    assert main(["sample", "--checkpoint", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "dims 1 needs 1-D signals" in err[0] and "vsgm sample: error:" in err[1]
+
+
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -106,6 +132,25 @@ def test_ood_command_scores_a_model_against_an_outlier_set(tiny_model, tmp_path,
     out = capsys.readouterr().out
     assert "test_vs_ood" in out and "train_vs_test" in out and "msma_knn" in out
     assert (tmp_path / "resources" / "prepared").exists()
+
+
+def test_ood_counts_follow_max_images_and_dataset_is_honoured(tiny_model, tmp_path, monkeypatch, capsys):
+    """Prepared subsets are cached per image budget, and --dataset names the in-distribution set."""
+    monkeypatch.chdir(tmp_path)
+
+    def counts(*extra):
+        assert main(["ood", "--checkpoint", str(tiny_model), "--out_dataset", "noise", "--levels", "2", *extra]) == 0
+        header, *rows = capsys.readouterr().out.splitlines()
+        cols = header.split()
+        row = next(r.split() for r in rows if "test_vs_ood" in r)
+        return int(row[cols.index("n_in")]), int(row[cols.index("n_out")])
+
+    assert counts("--max_images", "60") == (60, 60)
+    assert counts("--max_images", "90") == (90, 90)
+    cache = tmp_path / "resources" / "prepared" / "for_digits_8px_1ch"
+    assert {"noise_test_60.safetensors", "noise_test_90.safetensors"} <= {p.name for p in cache.iterdir()}
+    counts("--max_images", "60", "--dataset", "photos")
+    assert (tmp_path / "resources" / "prepared" / "for_photos_8px_1ch" / "photos_test_60.safetensors").exists()
 
 
 def test_train_without_data_prepares_the_dataset_first(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .io import atomic_path, write_json
+from .io import sidecar as _sidecar
 
 FORMAT = 1
 
@@ -42,7 +43,7 @@ def versions() -> dict[str, str]:
 
 def sidecar(path: str | os.PathLike) -> Path:
     """The JSON file beside a .safetensors file."""
-    return Path(path).with_suffix(".json")
+    return _sidecar(path, ".safetensors")
 
 
 def _sniff(path: Path) -> None:

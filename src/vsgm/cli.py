@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .options import add_groups, defaults, positive_int
+from .io import sidecar
+from .options import add_groups, defaults, open_unit, positive_float, positive_int
 
 log = logging.getLogger("vsgm")
 
@@ -51,14 +52,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def sampler_spec(args: argparse.Namespace):
-    from .samplers import Grid, SamplerSpec, Solver, parse_sampler
+    from .samplers import parse_sampler, spec_from_options
 
-    if args.sampler:
-        return parse_sampler(args.sampler)
-    kind = args.sampler_type.lower()
-    if kind == "ode":
-        return SamplerSpec("ode", Solver(args.solver), Grid(args.grid))
-    return SamplerSpec(kind)
+    return parse_sampler(args.sampler) if args.sampler else spec_from_options(vars(args))
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -102,7 +98,7 @@ def cmd_features(args: argparse.Namespace) -> None:
                         seed=args.seed)
     df = compute_features(model, images, cfg, batch_size=args.batch_size, device=device)
     _write_parquet(df, args.out)
-    write_json(Path(args.out).with_suffix(".json"), {"nfe": cfg.nfe(), "n": len(df), "data": str(args.data),
+    write_json(sidecar(args.out, ".parquet"), {"nfe": cfg.nfe(), "n": len(df), "data": str(args.data),
                                                      "dataset": data.meta.get("dataset")})
     print(f"features of {len(df)} images -> {args.out}")
 
@@ -162,7 +158,9 @@ def cmd_ood(args: argparse.Namespace) -> None:
 
     device = _device(args.device)
     model = load_trained(args.checkpoint, device)
-    in_name = model.meta.get("dataset") or args.dataset
+    in_name = args.dataset or model.meta.get("dataset")
+    if not in_name:
+        raise ValueError(f"{args.checkpoint} does not name its training dataset: give --dataset")
     bottleneck = native_size(in_name, model.size)
     cache = Path("resources/prepared") / f"for_{in_name}_{model.size}px_{model.channels}ch"
     cfg = FeatureConfig(n_draws=args.n_draws, levels=args.levels, bpd=args.bpd, bpd_steps=args.bpd_steps,
@@ -170,11 +168,12 @@ def cmd_ood(args: argparse.Namespace) -> None:
     feats = {}
     for name, split in ((in_name, "train"), (in_name, "test"), (args.out_dataset, "test")):
         get_info(name)
-        path = cache / f"{name}_{split}.safetensors"
+        # the image budget is part of the name: another --max_images prepares another subset
+        path = cache / f"{name}_{split}_{args.max_images or 'all'}.safetensors"
         if not path.exists():
             prepare(name, split, args.root, path, size=model.size, channels=model.channels, bottleneck=bottleneck,
                     max_images=args.max_images)
-        images = load_prepared(path, size=model.size, channels=model.channels).images[: args.max_images]
+        images = load_prepared(path, size=model.size, channels=model.channels).images
         feats[(name, split)] = compute_features(model, images, cfg, batch_size=args.batch_size, device=device)
     train = feats[(in_name, "train")]
     fit_rows, holdout = fit_split(len(train), seed=args.seed)
@@ -198,6 +197,7 @@ def cmd_classifier(args: argparse.Namespace) -> None:
 
 def cmd_quality(args: argparse.Namespace) -> None:
     import json
+    import zipfile
 
     import numpy as np
     import torch
@@ -207,10 +207,13 @@ def cmd_quality(args: argparse.Namespace) -> None:
     from .quality import load_classifier, sample_fd
 
     clf = load_classifier(args.classifier)
-    with np.load(args.samples, allow_pickle=False) as f:
-        samples = torch.from_numpy(f["samples"])
+    try:
+        with np.load(args.samples, allow_pickle=False) as f:
+            samples = torch.from_numpy(f["samples"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{args.samples}: not a samples .npz written by vsgm sample ({err})") from err
     ref = load_prepared(args.reference).images.float() / 127.5 - 1
-    info = json.loads(Path(args.samples).with_suffix(".json").read_text())
+    info = json.loads(sidecar(args.samples, ".npz").read_text())
     result = {"dataset": info.get("dataset"), "model": info.get("model"), "sampler": info["sampler"],
               "n_samples": len(samples),
               "n_reference": len(ref), "fd": sample_fd(clf, samples, ref)}
@@ -277,8 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="model.safetensors written by vsgm train")
     p.add_argument("--sampler", help="em, pc, ode-<solver> or ode-<solver>-logstd (overrides --sampler_type etc.)")
     add_groups(p, "sample")
-    p.add_argument("--eps", type=float, default=None, help="smallest time (default: the model's)")
-    p.add_argument("--batch_size", type=int, default=128, help="samples per batch (default: 128)")
+    p.add_argument("--eps", type=open_unit, default=None, help="smallest time (default: the model's)")
+    p.add_argument("--batch_size", type=positive_int, default=128, help="samples per batch (default: 128)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--out", help="output prefix for .png/.npz/.json (default: <checkpoint dir>/samples/<sampler>)")
@@ -343,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, help="prepared in-distribution test split")
     p.add_argument("--samplers", nargs="+", required=True)
     p.add_argument("--steps", nargs="+", type=positive_int, default=[5, 10, 20, 50, 100])
-    p.add_argument("--tolerances", nargs="+", type=float, default=[1e-1, 1e-2, 1e-3, 1e-4])
+    p.add_argument("--tolerances", nargs="+", type=positive_float, default=[1e-1, 1e-2, 1e-3, 1e-4])
     p.add_argument("--num_samples", type=positive_int, default=256)
     p.add_argument("--batch_size", type=positive_int, default=256)
     p.add_argument("--seed", type=int, default=0)
@@ -371,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:
         # one line for the user; the traceback with -v
         if args.verbose:
             raise

@@ -39,6 +39,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def sidecar(path: str | os.PathLike, ext: str) -> Path:
+    """The JSON file written beside ``path``: ``x{ext}`` -> ``x.json``; any other name gets ``.json``
+    appended, so a name with dots of its own (``run.v2``) does not share ``run.json`` with ``run{ext}``."""
+    p = Path(path)
+    return p.with_suffix(".json") if p.suffix == ext else p.with_name(p.name + ".json")
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically write ``text`` to ``path``."""
     with atomic_path(path) as tmp:

@@ -281,6 +281,8 @@ def score_table(train: pd.DataFrame, target: pd.DataFrame, scorers: Sequence[str
     unknown = [s for s in scorers if s not in SCORERS]
     if unknown:
         raise ValueError(f"unknown scorer(s) {unknown}; valid: {sorted(SCORERS)}")
+    if "bpd" in scorers and not {"bpd"} <= set(train.columns) & set(target.columns):
+        raise ValueError("the bpd scorer needs bits/dim features: compute them with vsgm features --bpd")
     out = pd.DataFrame({"index": target["index"].to_numpy()})
     for name in scorers:
         out[name] = SCORERS[name]().fit(train).score(target)

@@ -57,6 +57,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+def open_unit(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
+    return value
+
+
+def head_channels(text: str) -> int:
+    value = int(text)
+    if value != -1 and value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, or -1 to use num_heads; got {value}")
+    return value
+
+
 def probability(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -73,7 +87,7 @@ MODEL = [
     Opt("conv_resample", True, "Use learned convolutions for resampling", flag=True),
     Opt("dims", 2, "Signal dimensionality (1D, 2D, or 3D)", int, choices=[1, 2, 3]),
     Opt("num_heads", 4, "Number of attention heads", positive_int),
-    Opt("num_head_channels", 32, "Fixed channel width per attention head (-1: use num_heads)", int),
+    Opt("num_head_channels", 32, "Fixed channel width per attention head (-1: use num_heads)", head_channels),
     Opt("use_scale_shift_norm", False, "Use FiLM-like conditioning mechanism", flag=True),
     Opt("resblock_updown", False, "Use residual blocks for up/downsampling", flag=True),
     Opt("use_new_attention_order", False, "Use alternative attention pattern", flag=True),
@@ -87,7 +101,7 @@ MODEL = [
 
 SDE = [
     Opt("sigma", 25.0, "Sigma", positive_float),
-    Opt("eps", 1e-3, "Smallest timestep for numeric stability", positive_float),
+    Opt("eps", 1e-3, "Smallest timestep for numeric stability", open_unit),
 ]
 
 DATA = [

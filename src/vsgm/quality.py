@@ -68,6 +68,8 @@ def save_classifier(model: SmallClassifier, path: str | os.PathLike, meta: dict[
 
 def load_classifier(path: str | os.PathLike) -> SmallClassifier:
     tensors, meta = load_tensors(path)
+    if not {"channels", "n_classes"} <= meta.keys():
+        raise ValueError(f"{path}: not a feature classifier written by vsgm classifier")
     model = SmallClassifier(meta["channels"], meta["n_classes"])
     load_state_strict(model, tensors, path)
     return model.eval()

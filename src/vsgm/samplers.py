@@ -93,6 +93,14 @@ def parse_sampler(name: str) -> SamplerSpec:
     raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(all_sampler_names())}")
 
 
+def spec_from_options(options: dict) -> SamplerSpec:
+    """The sampler the seed's options name: ``sampler_type`` EM/PC/ODE, with ``solver`` and ``grid`` for ODE."""
+    kind = options["sampler_type"].lower()
+    if kind == "ode":
+        return SamplerSpec("ode", Solver(options["solver"]), Grid(options["grid"]))
+    return SamplerSpec(kind)
+
+
 def all_sampler_names() -> list[str]:
     """Every sampler name the registry accepts."""
     odes = [f"ode-{s.value}{g}" for g in ("", "-logstd") for s in Solver]

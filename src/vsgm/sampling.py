@@ -53,7 +53,7 @@ def write_samples(samples: torch.Tensor, cost: dict[str, Any], prefix: str | os.
     """Write ``{prefix}.png`` (a grid of the first images), ``{prefix}.npz`` (all samples, float32 in
     [-1, 1] and uint8) and ``{prefix}.json`` (sampler, solver, nfe, seconds)."""
     prefix = Path(prefix)
-    png, npz, js = (prefix.with_suffix(s) for s in (".png", ".npz", ".json"))
+    png, npz, js = (prefix.with_name(prefix.name + s) for s in (".png", ".npz", ".json"))
     with atomic_path(npz) as tmp:
         uint8 = ((samples + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         with open(tmp, "wb") as f:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..io import atomic_path, write_json
+from ..io import atomic_path, sidecar, write_json
 from .errors import CorruptFileError
 from .pairing import to_model_space
 from .registry import get_info
@@ -66,8 +66,8 @@ class PreparedData:
 
 
 def sidecar_path(out: str | os.PathLike) -> Path:
-    """The JSON sidecar of cache ``out`` (``out`` with suffix ``.json``)."""
-    return Path(out).with_suffix(".json")
+    """The JSON sidecar of cache ``out`` (``x.safetensors`` -> ``x.json``)."""
+    return sidecar(out, ".safetensors")
 
 
 def images_sha256(images: np.ndarray | torch.Tensor) -> str:
@@ -167,7 +167,7 @@ def prepare(
     _positive("max_images", max_images, optional=True)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    if sidecar_path(out) == Path(out):
+    if Path(out).suffix == ".json":
         raise ValueError(f"out must not end in .json (that name is the sidecar): {out}")
     chosen = _check_classes(name, classes)
     load_size = size if bottleneck is None else min(size, bottleneck)
