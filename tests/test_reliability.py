@@ -45,16 +45,23 @@ def weights(path):
     return load_file(str(path))
 
 
+def logged(out):
+    """train.csv without its timing column."""
+    return [line.rsplit(",", 1)[0] for line in (out / "train.csv").read_text().splitlines()]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, digits_train):
     out = tmp_path_factory.mktemp("uninterrupted")
     subprocess.run(train_cmd(digits_train, out), env=ENV, check=True, capture_output=True, timeout=600)
-    return weights(out / "model.safetensors")
+    return weights(out / "model.safetensors"), logged(out)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_training_resumes_to_the_same_weights(sig, digits_train, uninterrupted, tmp_path):
+def test_killed_training_resumes_to_the_same_weights_and_log(sig, digits_train, uninterrupted, tmp_path):
+    """The epoch that was cut logs its mean loss over all of its steps, as the uninterrupted run does."""
+    same_weights, same_log = uninterrupted
     proc = subprocess.Popen(train_cmd(digits_train, tmp_path), env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     wait_for_resume(tmp_path, 6, proc)
@@ -69,8 +76,9 @@ def test_killed_training_resumes_to_the_same_weights(sig, digits_train, uninterr
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at step {saved} " in resumed.stderr and "resumed from" in resumed.stderr
     final = weights(tmp_path / "model.safetensors")
-    assert final.keys() == uninterrupted.keys()
-    assert all(torch.equal(final[k], uninterrupted[k]) for k in final)
+    assert final.keys() == same_weights.keys()
+    assert all(torch.equal(final[k], same_weights[k]) for k in final)
+    assert logged(tmp_path) == same_log
 
 
 def test_resume_file_from_other_options_is_refused(digits_train, tmp_path, tiny_options):

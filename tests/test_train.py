@@ -104,6 +104,43 @@ def test_checkpoint_errors_name_the_file(tiny_options, digits_train, tmp_path):
         load_trained(path)
 
 
+def test_sampling_options_shape_the_progress_grid_and_do_not_block_resume(tiny_options, digits_train, tmp_path,
+                                                                          monkeypatch, caplog):
+    import vsgm.train as vt
+
+    used = []
+    real_sample = vt.sample
+    monkeypatch.setattr(vt, "sample", lambda *a, **kw: used.append(a[3].name) or real_sample(*a, **kw))
+    tiny_options.update(n_epochs=2, warmup=0, sample_and_save_freq=1, sampler_type="ODE", solver="rk4",
+                        grid="logstd", num_steps=2, num_samples=4)
+    trainer = vt.Trainer(tiny_options, digits_train, tmp_path)
+    original = trainer.train_step
+
+    def stop_in_epoch_two(x, y):
+        if trainer.step == trainer.steps_per_epoch + 1:
+            raise KeyboardInterrupt
+        return original(x, y)
+
+    trainer.train_step = stop_in_epoch_two
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert used == ["ode-rk4-logstd"] and (tmp_path / "progress" / "epoch_0001.png").exists()
+    with caplog.at_level("WARNING", logger="vsgm.train"):
+        meta = train(dict(tiny_options, sampler_type="PC", num_samples=2), digits_train, tmp_path)
+    assert "resumed from" in caplog.text and meta["step"] == 2 * trainer.steps_per_epoch
+
+
+def test_training_says_where_the_time_embedding_is_lost(tiny_options, digits_train, tmp_path, caplog):
+    tiny_options.update(n_epochs=1, warmup=0)
+    with caplog.at_level("WARNING", logger="vsgm.train"):
+        train(tiny_options, digits_train, tmp_path / "blind")  # widths 16 and 32: blind to t
+    assert "width(s) [16, 32]" in caplog.text and "cannot depend on the noise level at all" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vsgm.train"):
+        train(dict(tiny_options, use_scale_shift_norm=True), digits_train, tmp_path / "film")
+    assert "time embedding" not in caplog.text
+
+
 def test_fp16_on_cpu_says_it_trains_in_fp32(digits_train, tmp_path):
     """accelerate quietly drops fp16 autocast without CUDA: the user is told, and the run is plain fp32.
     (One process per run: accelerate keeps one precision per process.)"""

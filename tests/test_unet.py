@@ -47,6 +47,23 @@ def randomize(model):
     return model
 
 
+@pytest.mark.parametrize("channels,scale_shift,blind", [(16, False, [16, 32]), (16, True, []), (32, False, [32]),
+                                                       (64, False, [])])
+def test_widths_without_time_are_the_ones_that_ignore_it(channels, scale_shift, blind):
+    """GroupNorm with one channel per group erases an added per-channel constant: at those widths the time
+    embedding has no effect, and where every width is like that the whole network ignores t."""
+    from vsgm.unet import widths_without_time
+
+    model = randomize(make(model_channels=channels, channel_mult=(1, 2), num_head_channels=16,
+                           use_scale_shift_norm=scale_shift)).eval()
+    assert widths_without_time(model) == blind
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        early, late = model(x, torch.full((2,), 1.0)), model(x, torch.full((2,), 900.0))
+    change = (early - late).abs().max().item()  # rounding only (~1e-6) where the network is blind to t
+    assert (change < 1e-4) == (blind == [channels, 2 * channels]), change
+
+
 def test_class_conditioning_changes_output_and_requires_labels():
     model = randomize(make(num_classes=11))
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([3.0, 3.0])

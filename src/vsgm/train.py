@@ -31,16 +31,19 @@ from .data import ImageLoader, load_prepared
 from .io import write_text
 from .losses import drop_labels, dsm_draws, dsm_loss_at
 from .models import micro_batch_size, unet_config
-from .samplers import sample
+from .options import SAMPLE
+from .samplers import sample, spec_from_options
 from .score import make_score_fn
 from .sde import VESDE
-from .unet import UNetModel
+from .unet import UNetModel, widths_without_time
 from .viz import save_image_grid
 
 log = logging.getLogger(__name__)
 
 # Options that may differ between an interrupted run and its resumption.
-RESUME_FREE = {"save_every", "no_wandb", "num_workers", "sample_and_save_freq", "compile", "micro_batch"}
+# the sampling options only shape the progress grids
+RESUME_FREE = {"save_every", "no_wandb", "num_workers", "sample_and_save_freq", "compile", "micro_batch",
+               *(o.name for o in SAMPLE)}
 
 
 class TrainingDiverged(RuntimeError):
@@ -106,6 +109,8 @@ def check_options(options: dict[str, Any], n_train: int) -> None:
     """Refuse impossible training options before any work starts."""
     if options["n_epochs"] < 1:
         raise ValueError(f"n_epochs must be >= 1, got {options['n_epochs']}")
+    if not 0 < options["eps"] < 1:
+        raise ValueError(f"eps must be in (0, 1), got {options['eps']}")
     if options["batch_size"] < 1:
         raise ValueError(f"batch_size must be >= 1, got {options['batch_size']}")
     if not 0 <= options["warmup"] < options["n_epochs"]:
@@ -166,6 +171,9 @@ class Trainer:
         self.dataset = data.meta.get("dataset", options.get("dataset"))
         rank, world = self.acc.process_index, self.acc.num_processes
         check_options(self.options, len(data.images) // world)
+        if options["dims"] != data.images.dim() - 2:
+            raise ValueError(f"dims {options['dims']} needs {options['dims']}-D signals; {data_path} holds "
+                             f"{data.images.dim() - 2}-D images")
         if options["conditional"] and int(data.labels.max()) >= options["n_classes"]:
             raise ValueError(f"labels go up to {int(data.labels.max())} but n_classes is {options['n_classes']}")
         inputs, self.codec = data.images, None
@@ -183,6 +191,12 @@ class Trainer:
         self.sde = VESDE(options["sigma"])
         torch.manual_seed(options["seed"])
         net = UNetModel(unet_config(options, self.input_channels, self.input_size))
+        blind = widths_without_time(net)
+        if blind:
+            widths = {int(m * options["model_channels"]) for m in options["channel_mult"]}
+            whole = ": the model cannot depend on the noise level at all" if set(blind) >= widths else ""
+            log.warning("at width(s) %s GroupNorm has one channel per group and removes the added time "
+                        "embedding%s; --use_scale_shift_norm or widths above 32 keep it", blind, whole)
         self.ema = copy.deepcopy(net).requires_grad_(False).to(self.acc.device)
         opt = adamw(net.parameters(), options["lr"], options["decay"], self.acc.device)
         self.steps_per_epoch = len(self.loader)
@@ -195,6 +209,9 @@ class Trainer:
             self.model = torch.compile(self.model)
         self.noise = torch.Generator(device=self.acc.device).manual_seed(options["seed"] * 1000 + rank + 1)
         self.step, self.history = 0, []
+        # the current epoch's loss so far (this process), kept in resume files so that a resumed
+        # epoch logs its mean over all of its steps
+        self.epoch_loss, self.epoch_steps = torch.zeros((), device=self.acc.device), 0
 
     # -- state -------------------------------------------------------------------------------
 
@@ -211,9 +228,10 @@ class Trainer:
         self._assert_finite_weights()
         states = {"model": self.acc.unwrap_model(self.model).state_dict(), "ema": self.ema.state_dict(),
                   "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                  "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()}}
+                  "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()},
+                  "epoch_loss": self.epoch_loss.detach().cpu()}
         meta = {"options": self.options, "step": self.step, "history": self.history,
-                "world_size": self.acc.num_processes}
+                "world_size": self.acc.num_processes, "epoch_steps": self.epoch_steps}
         save_resume(self.resume_path, states, meta)
 
     def try_resume(self) -> bool:
@@ -236,6 +254,8 @@ class Trainer:
         torch.set_rng_state(states["rng"]["torch"])
         self.noise.set_state(states["rng"]["noise"])
         self.step, self.history = meta["step"], meta["history"]
+        if "epoch_loss" in states:  # older resume files: the resumed epoch logs its remaining steps only
+            self.epoch_loss, self.epoch_steps = states["epoch_loss"].to(self.acc.device), meta["epoch_steps"]
         log.warning("resumed from %s at step %d (epoch %d)", self.resume_path, self.step,
                     self.step // self.steps_per_epoch)
         return True
@@ -275,7 +295,9 @@ class Trainer:
             while self.step < total:
                 epoch, skip = divmod(self.step, self.steps_per_epoch)
                 self.loader.set_epoch(epoch)
-                loss_sum, n, t0 = torch.zeros((), device=self.acc.device), 0, time.perf_counter()
+                if not skip:
+                    self.epoch_loss, self.epoch_steps = torch.zeros((), device=self.acc.device), 0
+                timed, t0 = 0, time.perf_counter()
                 bad = torch.full((), -1, device=self.acc.device, dtype=torch.long)
                 for i, (x, y) in enumerate(self.loader):
                     if i < skip:
@@ -283,8 +305,9 @@ class Trainer:
                     loss = self.train_step(x, y)
                     # no host sync per step: remember the first non-finite step on the device
                     bad = torch.where((bad < 0) & ~torch.isfinite(loss), self.step - 1, bad)
-                    loss_sum += loss
-                    n += 1
+                    self.epoch_loss += loss
+                    self.epoch_steps += 1
+                    timed += 1
                     bar.update(1)
                     if sigterm.raised:
                         self._check_finite(bad, epoch)
@@ -295,10 +318,10 @@ class Trainer:
                         self._check_finite(bad, epoch)
                         self.save_resume()
                 self._check_finite(bad, epoch)
-                mean_loss = self.acc.reduce(loss_sum / max(n, 1), reduction="mean").item()
+                mean_loss = self.acc.reduce(self.epoch_loss / max(self.epoch_steps, 1), reduction="mean").item()
                 seconds = time.perf_counter() - t0
                 row = {"epoch": epoch + 1, "step": self.step, "loss": mean_loss, "lr": self.sched.get_last_lr()[0],
-                       "images_per_s": n * o["batch_size"] * self.acc.num_processes / max(seconds, 1e-9)}
+                       "images_per_s": timed * o["batch_size"] * self.acc.num_processes / max(seconds, 1e-9)}
                 self.history.append(row)
                 bar.set_postfix(loss=f"{mean_loss:.4g}", epoch=epoch + 1)
                 self._log_wandb(row)
@@ -338,8 +361,8 @@ class Trainer:
             y = torch.arange(o["num_samples"], device=self.acc.device) % o["n_classes"]
         score = make_score_fn(self.ema.eval(), self.sde, y=y, cfg=o["cfg"], null_label=o["n_classes"])
         shape = (o["num_samples"], self.input_channels, *([self.input_size] * o["dims"]))
-        res = sample(score, self.sde, shape, "em", num_steps=o["num_steps"], eps=o["eps"], generator=g,
-                     device=self.acc.device)
+        res = sample(score, self.sde, shape, spec_from_options(o), num_steps=o["num_steps"], eps=o["eps"],
+                     snr=o["snr"], atol=o["atol"], rtol=o["rtol"], generator=g, device=self.acc.device)
         if o["dims"] == 2:
             images = self.codec.decode(res.samples) if self.codec else res.samples
             save_image_grid(images, self.out_dir / "progress" / f"epoch_{epoch:04d}.png")

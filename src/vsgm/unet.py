@@ -227,6 +227,14 @@ class ResBlock(TimestepBlock):
         return add_to_fresh(self.out_layers(h), self.skip(x))
 
 
+def widths_without_time(net: nn.Module) -> list[int]:
+    """Widths at which the added time embedding is normalised away: without scale-shift norm a ResBlock adds
+    the embedding (a constant per channel) right before a GroupNorm, and a group of one channel removes
+    any constant (ADM's 32 groups at widths of 32 or less)."""
+    return sorted({b.out_channels for b in net.modules() if isinstance(b, ResBlock) and not b.use_scale_shift_norm
+                   and b.out_norm.num_groups == b.out_channels})
+
+
 class AttentionBlock(nn.Module):
     """Self-attention over all spatial positions.
 
