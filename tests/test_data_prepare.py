@@ -157,6 +157,16 @@ def test_prepare_rejects_bad_arguments(tmp_path, kwargs, match):
     assert not (tmp_path / "x.safetensors").exists()
 
 
+def test_prepare_refuses_a_cache_larger_than_memory(tmp_path):
+    from vsgm.data.cache import available_memory
+
+    if available_memory() is None:
+        pytest.skip("this system does not report available memory")
+    with pytest.raises(ValueError, match=r"1438 images at 200000x200000 need about .* GiB, more than the"):
+        prepare("digits", "train", tmp_path, tmp_path / "x.safetensors", size=200_000, channels=1)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 @pytest.fixture
 def cache(tmp_path):
     out = tmp_path / "c.safetensors"

@@ -70,6 +70,25 @@ def sidecar_path(out: str | os.PathLike) -> Path:
     return sidecar(out, ".safetensors")
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return kib * 1024
+
+
+def _check_memory(what: str, count: int, load_size: int, size: int, channels: int) -> None:
+    """Refuse a cache that cannot fit: the decoded images (up to 3 channels at ``load_size``) and the uint8
+    result are held together (the conversion between them runs in bounded chunks)."""
+    need, free = count * (3 * load_size**2 + channels * size**2), available_memory()
+    if free is not None and need > free:
+        raise ValueError(f"{what}: {count} images at {size}x{size} need about {need / 2**30:.1f} GiB, more than "
+                         f"the {free / 2**30:.1f} GiB available; use a smaller --size or --max_images")
+
+
 def images_sha256(images: np.ndarray | torch.Tensor) -> str:
     """sha256 hex digest of the raw bytes of a uint8 image array (C order)."""
     array = images.cpu().numpy() if isinstance(images, torch.Tensor) else images
@@ -175,6 +194,7 @@ def prepare(
     index = select(raw.labels, chosen, max_images, seed)
     if len(index) == 0:
         raise ValueError(f"no images of '{name}' {split} left after keeping classes {chosen}")
+    _check_memory(f"{name} {split}", len(index), load_size, size, channels)
     paired = to_model_space(np.ascontiguousarray(raw.images(index)), channels, size, bottleneck)
     labels = np.ascontiguousarray(raw.labels[index], dtype=np.int64)
     meta = {
