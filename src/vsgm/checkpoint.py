@@ -22,8 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .io import atomic_path, write_json
-from .io import sidecar as _sidecar
+from .io import atomic_path, sidecar, write_json
 
 FORMAT = 1
 
@@ -39,11 +38,6 @@ def versions() -> dict[str, str]:
 
     return {"vsgm": __version__, "torch": torch.__version__, "accelerate": accelerate.__version__,
             "torchdiffeq": getattr(torchdiffeq, "__version__", "?"), "python": platform.python_version()}
-
-
-def sidecar(path: str | os.PathLike) -> Path:
-    """The JSON file beside a .safetensors file."""
-    return _sidecar(path, ".safetensors")
 
 
 def _sniff(path: Path) -> None:

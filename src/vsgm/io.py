@@ -39,7 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def sidecar(path: str | os.PathLike, ext: str) -> Path:
+def sidecar(path: str | os.PathLike, ext: str = ".safetensors") -> Path:
     """The JSON file written beside ``path``: ``x{ext}`` -> ``x.json``; any other name gets ``.json``
     appended, so a name with dots of its own (``run.v2``) does not share ``run.json`` with ``run{ext}``."""
     p = Path(path)

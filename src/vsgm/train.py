@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_resume, load_state_strict, save_resume, save_tensors
 from .data import ImageLoader, load_prepared
-from .io import write_text
+from .io import sidecar, write_text
 from .losses import drop_labels, dsm_draws, dsm_loss_at
 from .models import micro_batch_size, unet_config
 from .options import SAMPLE
@@ -378,7 +378,7 @@ class Trainer:
             save_tensors(self.out_dir / "model.safetensors", self.ema.state_dict(), meta)
             # the finished model supersedes the resume file (and a later run with other options must not trip on it)
             self.resume_path.unlink(missing_ok=True)
-            self.resume_path.with_suffix(".json").unlink(missing_ok=True)
+            sidecar(self.resume_path).unlink(missing_ok=True)
         return meta
 
 

@@ -65,11 +65,6 @@ class PreparedData:
         return int(self.images.shape[0])
 
 
-def sidecar_path(out: str | os.PathLike) -> Path:
-    """The JSON sidecar of cache ``out`` (``x.safetensors`` -> ``x.json``)."""
-    return sidecar(out, ".safetensors")
-
-
 def available_memory() -> int | None:
     """Bytes of memory available to new allocations (Linux's MemAvailable), or None where unknown."""
     try:
@@ -141,7 +136,7 @@ def _write(out: Path, images: np.ndarray, labels: np.ndarray, meta: dict[str, An
     metadata = {_META_KEY: json.dumps(meta, sort_keys=True)}
     with atomic_path(out) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-    write_json(sidecar_path(out), meta)
+    write_json(sidecar(out), meta)
 
 
 def prepare(
