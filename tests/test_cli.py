@@ -92,6 +92,17 @@ def test_sample_writes_grid_samples_and_cost(tiny_model, tmp_path):
     assert Image.open(prefix.with_suffix(".png")).size[0] >= 256
 
 
+def test_solver_and_grid_without_the_ode_sampler_are_named_as_unused(tiny_model, tmp_path, capsys):
+    assert main(["sample", "--checkpoint", str(tiny_model), "--solver", "rk4", "--grid", "logstd",
+                 "--num_steps", "2", "--num_samples", "2", "--out", str(tmp_path / "s")]) == 0
+    err = capsys.readouterr().err
+    assert "--solver rk4 and --grid logstd apply to --sampler_type ODE only; sampling with EM" in err
+    assert json.loads((tmp_path / "s.json").read_text())["sampler"] == "em"
+    assert main(["sample", "--checkpoint", str(tiny_model), "--sampler_type", "pc", "--num_steps", "2",
+                 "--num_samples", "2", "--out", str(tmp_path / "p")]) == 0
+    assert "apply to" not in capsys.readouterr().err
+
+
 def test_guidance_on_an_unconditional_model_is_refused(tiny_model, tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(tiny_model), "--cfg", "2", "--out", str(tmp_path / "s")]) == 1
     assert "needs a conditional model" in capsys.readouterr().err

@@ -55,8 +55,12 @@ def test_conditional_training_and_guided_sampling(tiny_options, digits_train, tm
     train(tiny_options, digits_train, tmp_path)
     model = load_trained(tmp_path / "model.safetensors")
     assert model.net.label_emb.num_embeddings == 11
+    images_through_net = []
+    model.net.register_forward_hook(lambda module, args, out: images_through_net.append(len(args[0])))
     samples, cost = draw(model, parse_sampler("em"), 6, 4, num_steps=5, eps=1e-3, cfg=3.0)
     assert samples.shape == (6, 1, 8, 8) and cost["nfe"] == 5
+    # each guided score runs the network on the conditional and the unconditional copy of every image
+    assert cost["network_evals"] == sum(images_through_net) / 6 == 10
 
 
 def test_nan_loss_stops_with_step_and_epoch(tiny_options, digits_train, tmp_path):

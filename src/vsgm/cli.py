@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .io import sidecar
-from .options import add_groups, defaults, open_unit, positive_float, positive_int
+from .options import add_groups, defaults, open_unit, option, positive_float, positive_int
 
 log = logging.getLogger("vsgm")
 
@@ -54,7 +54,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 def sampler_spec(args: argparse.Namespace):
     from .samplers import parse_sampler, spec_from_options
 
-    return parse_sampler(args.sampler) if args.sampler else spec_from_options(vars(args))
+    if args.sampler:
+        return parse_sampler(args.sampler)
+    if args.sampler_type != "ODE":
+        ignored = [f"--{name} {getattr(args, name)}" for name in ("solver", "grid")
+                   if getattr(args, name) != option(name).default]
+        if ignored:
+            print(f"vsgm: {' and '.join(ignored)} apply to --sampler_type ODE only; sampling with "
+                  f"{args.sampler_type}", file=sys.stderr)
+    return spec_from_options(vars(args))
 
 
 def cmd_sample(args: argparse.Namespace) -> None:

@@ -26,6 +26,7 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
     """
     if cfg != 1.0 and not model.options["conditional"]:
         raise ValueError(f"cfg {cfg} (classifier-free guidance) needs a conditional model; this one is not")
+    guided = model.options["conditional"] and cfg != 1.0  # each score is one forward of a doubled batch
     g = torch.Generator(device=device).manual_seed(seed)
     dims = model.options["dims"]
     outs, nfes, seconds = [], [], 0.0
@@ -43,6 +44,7 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
         seconds += res.seconds
     cost = {"sampler": spec.name, "kind": spec.kind, "solver": spec.solver.value if spec.solver else None,
             "grid": spec.grid.value if spec.kind == "ode" else None, "nfe": float(np.mean(nfes)),
+            "network_evals": float(np.mean(nfes)) * (2 if guided else 1),
             "seconds": seconds, "samples_per_s": num_samples / max(seconds, 1e-9), "num_samples": num_samples,
             "num_steps": num_steps, "atol": atol, "rtol": rtol, "eps": eps, "cfg": cfg, "seed": seed}
     return torch.cat(outs), cost
