@@ -121,6 +121,26 @@ def test_names_with_dots_keep_their_own_files(tiny_model, digits_train, tmp_path
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["x.json", "x.parquet", "x.v2", "x.v2.json"]
 
 
+def test_train_records_the_data_it_was_given(digits_train, tmp_path, capsys):
+    """--data decides the dataset and size; a --size the data does not have is refused."""
+    common = ["train", "--data", str(digits_train), "--n_epochs", "1", "--warmup", "0", "--no_wandb",
+              "--model_channels", "16", "--num_res_blocks", "1", "--channel_mult", "1", "2",
+              "--attention_resolutions", "2", "--num_head_channels", "16"]
+    assert main([*common, "--size", "16", "--out_dir", str(tmp_path / "a")]) == 1
+    assert "size 16 asked for" in capsys.readouterr().err and not (tmp_path / "a" / "model.safetensors").exists()
+    assert main([*common, "--out_dir", str(tmp_path / "b")]) == 0
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    assert meta["options"]["dataset"] == meta["dataset"] == "digits"
+    assert meta["options"]["size"] == meta["size"] == 8
+    # a finished model is not trained over unless --restart says so
+    weights = (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert main([*common, "--out_dir", str(tmp_path / "b"), "--seed", "1"]) == 1
+    assert "is a finished model; --restart" in capsys.readouterr().err
+    assert (tmp_path / "b" / "model.safetensors").read_bytes() == weights
+    assert main([*common, "--out_dir", str(tmp_path / "b"), "--seed", "1", "--restart"]) == 0
+    assert (tmp_path / "b" / "model.safetensors").read_bytes() != weights
+
+
 def test_data_of_other_dimensionality_and_directories_are_one_line_errors(tiny_model, digits_train, tmp_path,
                                                                          capsys):
     assert main(["train", "--data", str(digits_train), "--out_dir", str(tmp_path / "m"), "--dims", "1",

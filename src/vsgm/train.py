@@ -169,6 +169,10 @@ class Trainer:
         data = load_prepared(data_path)
         self.channels, self.size = int(data.images.shape[1]), int(data.images.shape[-1])
         self.dataset = data.meta.get("dataset", options.get("dataset"))
+        if options.get("size") not in (None, self.size):
+            raise ValueError(f"size {options['size']} asked for, but {data_path} holds {self.size}px images: "
+                             "prepare the data at that size, or leave --size out")
+        self.options.update(dataset=self.dataset, size=self.size)  # what was trained on, not the CLI's defaults
         rank, world = self.acc.process_index, self.acc.num_processes
         check_options(self.options, len(data.images) // world)
         if options["dims"] != data.images.dim() - 2:
@@ -285,6 +289,9 @@ class Trainer:
     def run(self, resume: bool = True) -> dict[str, Any]:
         """Train to ``n_epochs``, resuming if possible; returns the final metadata."""
         o = self.options
+        final = self.out_dir / "model.safetensors"
+        if resume and final.exists() and not self.resume_path.exists():
+            raise FileExistsError(f"{final} is a finished model; --restart trains a new one in its place")
         if resume:
             self.try_resume()
         self.model.train()
