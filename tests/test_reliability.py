@@ -85,7 +85,7 @@ def test_resume_file_from_other_options_is_refused(digits_train, tmp_path, tiny_
     from vsgm.checkpoint import save_resume
     from vsgm.train import train
 
-    save_resume(tmp_path / "resume.safetensors", {"model": {}}, {"options": {**tiny_options, "lr": 1.0},
+    save_resume(tmp_path / "resume.safetensors", {"model": {}}, {"options": {**tiny_options, "size": 8, "lr": 1.0},
                                                                   "step": 3, "history": [], "world_size": 1})
     with pytest.raises(ValueError, match=r"resume file from other options \(differ: \['lr'\]\)"):
         train(tiny_options, digits_train, tmp_path)
