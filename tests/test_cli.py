@@ -81,12 +81,15 @@ def test_every_command_has_help(cmd, capsys):
     assert err.value.code == 0 and "usage: vsgm " + cmd in capsys.readouterr().out
 
 
-def test_sample_writes_grid_samples_and_cost(tiny_model, tmp_path):
+def test_sample_writes_grid_samples_and_cost(tiny_model, tmp_path, capsys):
     prefix = tmp_path / "s" / "ode-rk4-logstd"
     assert main(["sample", "--checkpoint", str(tiny_model), "--sampler_type", "ODE", "--solver", "rk4",
-                 "--grid", "logstd", "--num_steps", "5", "--num_samples", "9", "--out", str(prefix)]) == 0
+                 "--grid", "logstd", "--num_steps", "5", "--num_samples", "9", "--batch_size", "5",
+                 "--out", str(prefix)]) == 0
     info = json.loads(prefix.with_suffix(".json").read_text())
     assert info["sampler"] == "ode-rk4-logstd" and info["nfe"] == 20 and info["seconds"] > 0
+    # the progress counter ticks once per score evaluation of each of the two batches
+    assert "ode-rk4-logstd, 9 samples: 40 NFE" in capsys.readouterr().err
     with np.load(prefix.with_suffix(".npz")) as f:
         assert f["samples"].shape == (9, 1, 8, 8) and f["images"].dtype == np.uint8
     assert Image.open(prefix.with_suffix(".png")).size[0] >= 256

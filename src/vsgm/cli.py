@@ -74,7 +74,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     spec = sampler_spec(args)
     eps = args.eps if args.eps is not None else model.options["eps"]
     samples, cost = draw(model, spec, args.num_samples, args.batch_size, args.num_steps, eps, snr=args.snr,
-                         atol=args.atol, rtol=args.rtol, cfg=args.cfg, seed=args.seed, device=device)
+                         atol=args.atol, rtol=args.rtol, cfg=args.cfg, seed=args.seed, device=device,
+                         progress=True)
     cost["dataset"] = model.meta.get("dataset")
     cost["model"] = Path(args.checkpoint).parent.name  # the model's key (results/{model}/model.safetensors)
     prefix = args.out or str(Path(args.checkpoint).parent / "samples" / spec.name)

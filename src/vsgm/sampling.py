@@ -8,18 +8,28 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .io import atomic_path, write_json
 from .models import TrainedModel
 from .samplers import SamplerSpec, sample
-from .score import make_score_fn
+from .score import ScoreFn, make_score_fn
 from .viz import save_image_grid
+
+
+def counted(score: ScoreFn, bar: tqdm) -> ScoreFn:
+    """The score function, ticking ``bar`` once per evaluation."""
+    def ticking(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        bar.update(1)
+        return score(x, t)
+    return ticking
 
 
 def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: int, num_steps: int,
          eps: float, snr: float = 0.16, atol: float = 1e-6, rtol: float = 1e-6, cfg: float = 1.0,
-         seed: int = 0, device: str | torch.device = "cpu") -> tuple[torch.Tensor, dict[str, Any]]:
-    """Sample ``num_samples`` images in batches.
+         seed: int = 0, device: str | torch.device = "cpu",
+         progress: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Sample ``num_samples`` images in batches (``progress``: a counter of score evaluations on stderr).
 
     Returns:
         (samples in data space, clamped to [-1, 1]; cost dict with nfe per sample batch, seconds, samples_per_s)
@@ -30,18 +40,22 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
     g = torch.Generator(device=device).manual_seed(seed)
     dims = model.options["dims"]
     outs, nfes, seconds = [], [], 0.0
+    bar = tqdm(desc=f"{spec.name}, {num_samples} samples", unit=" NFE", mininterval=1.0, disable=not progress)
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
         y = None
         if model.options["conditional"]:
             y = (torch.arange(start, start + n, device=device) % model.options["n_classes"])
         score = make_score_fn(model.net, model.sde, y=y, cfg=cfg, null_label=model.null_label)
+        if progress:
+            score = counted(score, bar)
         shape = (n, model.input_channels, *([model.input_size] * dims))
         res = sample(score, model.sde, shape, spec, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
                      generator=g, device=device)
         outs.append(model.to_images(res.samples).cpu())
         nfes.append(res.nfe)
         seconds += res.seconds
+    bar.close()
     cost = {"sampler": spec.name, "kind": spec.kind, "solver": spec.solver.value if spec.solver else None,
             "grid": spec.grid.value if spec.kind == "ode" else None, "nfe": float(np.mean(nfes)),
             "network_evals": float(np.mean(nfes)) * (2 if guided else 1),
