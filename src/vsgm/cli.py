@@ -282,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_groups(p, "data", "model", "sde", "train", "sample")
     p.add_argument("--data", help="prepared training split (vsgm prepare); default: prepare --dataset on the fly")
     p.add_argument("--out_dir", required=True, help="directory for model.safetensors, train.csv, resume files")
-    p.add_argument("--restart", action="store_true", help="start from scratch: ignore a resume checkpoint, replace a finished model")
+    p.add_argument("--restart", action="store_true",
+                   help="start from scratch: ignore a resume checkpoint, replace a finished model")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample a trained model with one sampler")
