@@ -63,6 +63,27 @@ def test_conditional_training_and_guided_sampling(tiny_options, digits_train, tm
     assert cost["network_evals"] == sum(images_through_net) / 6 == 10
 
 
+@pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])
+def test_safetensors_whose_header_length_looks_like_a_pickle_or_zip_load(tmp_path, first_bytes):
+    """The header length comes first (little-endian), so some valid files begin like a pickle (0x80)
+    or a zip (PK); the pickle guard must not refuse them."""
+    from vsgm.checkpoint import load_tensors, save_tensors
+
+    path = tmp_path / "m.safetensors"
+
+    def header_length(n: int) -> int:  # of a file whose one tensor has an n-character name
+        save_tensors(path, {"k" * n: torch.arange(3.0)}, {"n": n})
+        return int.from_bytes(path.read_bytes()[:8], "little")
+
+    target = int.from_bytes(first_bytes, "little") + 256 ** len(first_bytes)  # past the header of n = 1
+    start = target - header_length(1)
+    n = next(n for n in range(start - 8, start + 9) if header_length(n) % 256 ** len(first_bytes)
+             == target % 256 ** len(first_bytes))
+    assert path.read_bytes().startswith(first_bytes)
+    tensors, meta = load_tensors(path)
+    assert torch.equal(tensors["k" * n], torch.arange(3.0)) and meta["n"] == n
+
+
 def test_nan_loss_stops_with_step_and_epoch(tiny_options, digits_train, tmp_path):
     tiny_options.update(lr=1e30, n_epochs=2, save_every=0)
     with pytest.raises(TrainingDiverged, match=r"non-finite at step \d+ \(epoch 1\)"):

@@ -41,10 +41,11 @@ def versions() -> dict[str, str]:
 
 
 def _sniff(path: Path) -> None:
-    """Refuse pickles and zip archives (torch.save) before safetensors sees them."""
+    """Refuse pickles and zip archives (torch.save) before safetensors sees them. A safetensors file is an
+    8-byte header length and then its JSON header, so its 9th byte is ``{`` whatever its first bytes are."""
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:1] == b"\x80" or head[:2] == b"PK":
+        head = f.read(9)
+    if head[8:9] != b"{" and (head[:1] == b"\x80" or head[:2] == b"PK"):
         raise CheckpointError(f"{path}: this is a pickle / torch.save file, not safetensors; vsgm never unpickles "
                               "checkpoints (convert it with safetensors.torch.save_file)")
 
