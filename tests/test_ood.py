@@ -104,6 +104,30 @@ def test_features_in_cache_sized_chunks_equal_one_pass(tiny_options, monkeypatch
     pd.testing.assert_frame_equal(whole, chunked, check_exact=False, rtol=1e-4, atol=1e-5)
 
 
+def test_bpd_of_a_conditional_model_uses_its_unconditional_score(tiny_options):
+    from vsgm.likelihood import bits_per_dim, log_likelihood
+    from vsgm.models import unet_config
+    from vsgm.samplers import Grid, Solver
+    from vsgm.score import make_score_fn
+    from vsgm.unet import UNetModel
+
+    options = {**tiny_options, "conditional": True, "n_classes": 3}
+    torch.manual_seed(0)
+    net = UNetModel(unet_config(options, 1, 8)).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    model = TrainedModel(net, options, {"channels": 1, "size": 8})
+    imgs = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
+    cfg = FeatureConfig(levels=2, bpd=True, bpd_steps=2)
+    bpd = compute_features(model, imgs, cfg, progress=False)["bpd"].to_numpy()
+    null = torch.full((3,), model.null_label)
+    x = model.to_input(imgs)
+    logp, _ = log_likelihood(make_score_fn(net, model.sde, y=null), model.sde, x, eps=options["eps"],
+                             solver=Solver.rk4, grid=Grid.logstd, num_steps=2,
+                             generator=torch.Generator().manual_seed(cfg.seed))
+    np.testing.assert_allclose(bpd, bits_per_dim(logp, x[0].numel()).numpy(), rtol=1e-4)
+
+
 def test_loss_scorer_is_the_seeds_mean_over_five_times():
     df = pd.DataFrame({"index": [0, 1], **{f"loss_t{t:g}": [t, 2 * t] for t in (0.001, 0.01, 0.05, 0.1, 0.2)}})
     out = score_table(df, df, ["loss"])

@@ -130,10 +130,11 @@ def _null_labels(model: TrainedModel, n: int, device) -> torch.Tensor | None:
 
 
 def bpd_feature(model: TrainedModel, x: torch.Tensor, cfg: FeatureConfig, generator: torch.Generator) -> torch.Tensor:
-    """bits/dim by the probability-flow ODE (rk4 on the log-std grid, Hutchinson trace)."""
+    """bits/dim by the probability-flow ODE (rk4 on the log-std grid, Hutchinson trace); a conditional
+    model's unconditional score, as for the other features."""
     from .score import make_score_fn
 
-    score = make_score_fn(model.net, model.sde)
+    score = make_score_fn(model.net, model.sde, y=_null_labels(model, len(x), x.device))
     logp, _ = log_likelihood(score, model.sde, x, eps=model.options["eps"], solver=Solver.rk4, grid=Grid.logstd,
                              num_steps=cfg.bpd_steps, generator=generator)
     return bits_per_dim(logp, x[0].numel())
