@@ -8,8 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from vsgm.options import defaults
 from vsgm.train import Trainer
 

@@ -8,7 +8,6 @@ import pytest
 
 from vsgm.data import (
     load_prepared,
-    prepare,
 )
 from vsgm.data.commands import register
 

@@ -1,7 +1,5 @@
 """Aggregate tables from real pair tables and sampler outputs; the solver sweep's cost-to-quality reading."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest

@@ -8,10 +8,8 @@ hardware; absolute numbers mean something on a dedicated GPU.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import torch

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .score import network_output
-from .sde import VESDE, _expand
+from .sde import VESDE
 
 
 def drop_labels(y: torch.Tensor, drop_prob: float, null_label: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -68,7 +68,8 @@ def dsm_draws(x0: torch.Tensor, eps: float = 1e-3, generator: torch.Generator | 
 def expected_oracle_loss(sde: VESDE, data_std: float, dim: int, t: torch.Tensor) -> torch.Tensor:
     """Analytic DSM loss of the exact score for data N(m, data_std^2 I) in ``dim`` dimensions at time t.
 
-    E|s*std + z|^2 = dim * s^2 / (s^2 + std(t)^2) (derivation in tests/test_losses.py).
+    With the exact score, std * s(x_t) = -std * x_t / (data_std^2 + std^2) and x_t = x_0 + std * z, so
+    E|std * s + z|^2 = dim * data_std^2 / (data_std^2 + std(t)^2) (checked by Monte Carlo in tests/test_ood.py).
     """
     var = sde.marginal_std(t) ** 2
     return dim * data_std**2 / (data_std**2 + var)

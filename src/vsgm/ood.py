@@ -34,10 +34,10 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from .likelihood import bits_per_dim, log_likelihood
+from .losses import dsm_loss_at
 from .models import TrainedModel
 from .samplers import Grid, Solver
 from .score import network_output
-from .sde import _expand
 
 LOSS_TIMES = (0.001, 0.01, 0.05, 0.1, 0.2)
 
@@ -106,9 +106,7 @@ def loss_features(model: TrainedModel, x: torch.Tensor, times: Sequence[float], 
     b, k = x.shape[0], len(times) * n_draws
     t = torch.tensor(times, device=x.device, dtype=x.dtype).repeat_interleave(b).repeat(n_draws)
     xs = x.repeat(k, *([1] * (x.dim() - 1)))
-    xt = model.sde.perturb(xs, t, noise)
-    out = network_output(model.net, xt, t, _null_labels(model, xs.shape[0], x.device))
-    loss = (out + noise).pow(2).flatten(1).sum(1)
+    loss = dsm_loss_at(model.net, model.sde, xs, t, noise, _null_labels(model, xs.shape[0], x.device))
     return loss.reshape(n_draws, len(times), b).mean(0).T
 
 

@@ -20,7 +20,7 @@ import torch
 from torchdiffeq import odeint
 
 from .score import ScoreFn
-from .sde import VESDE, _expand
+from .sde import VESDE
 
 
 class Solver(str, enum.Enum):
