@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from vsgm.unet import UNetConfig, UNetModel
+from vsgm.unet import AttentionBlock, UNetConfig, UNetModel
 
 TINY = dict(model_channels=16, num_res_blocks=1, num_head_channels=8, channel_mult=(1, 2), attention_resolutions=(2,))
 
@@ -115,6 +115,17 @@ def test_no_recomputation_unless_asked():
 def test_impossible_configs_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         make(**kw)
+
+
+def test_head_sizes_are_checked_only_where_attention_is():
+    """Widths without attention need not split into heads; the middle block always has attention."""
+    model = make(model_channels=16, channel_mult=(1, 2), attention_resolutions=(2,), num_head_channels=32)
+    assert {b.qkv.in_channels for b in model.modules() if isinstance(b, AttentionBlock)} == {32}
+    assert model(torch.randn(1, 1, 8, 8), torch.tensor([1.0])).shape == (1, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"does not divide the attention width\(s\) \[16\]"):
+        make(model_channels=16, channel_mult=(1, 2), attention_resolutions=(1,), num_head_channels=32)
+    with pytest.raises(ValueError, match=r"num_heads 3 does not divide the attention width\(s\) \[32\]"):
+        make(model_channels=16, channel_mult=(1, 2), attention_resolutions=(), num_head_channels=-1, num_heads=3)
 
 
 def _adm_attention(block, x, new_order):

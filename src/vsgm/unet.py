@@ -38,7 +38,6 @@ class UNetConfig:
     num_classes: int | None = None  # n_classes + 1 when conditional (the extra label is "no label")
     num_heads: int = 4
     num_head_channels: int = 32
-    num_heads_upsample: int = -1
     use_scale_shift_norm: bool = False
     resblock_updown: bool = False
     use_new_attention_order: bool = False
@@ -64,14 +63,16 @@ class UNetConfig:
         if self.image_size % deepest:
             raise ValueError(f"image size {self.image_size} is not divisible by the UNet's total downsampling "
                              f"{deepest} (channel_mult {list(self.channel_mult)})")
-        widths = {self.model_channels * m for m in self.channel_mult}
+        # the widths that get attention: the listed rates, and the middle block at the deepest level
+        widths = {self.model_channels * m for level, m in enumerate(self.channel_mult)
+                  if 2**level in self.attention_resolutions} | {self.model_channels * self.channel_mult[-1]}
         if self.num_head_channels != -1:
             bad_w = sorted(w for w in widths if w % self.num_head_channels)
             if bad_w:
                 raise ValueError(f"num_head_channels {self.num_head_channels} does not divide the attention "
                                  f"width(s) {bad_w} (model_channels {self.model_channels} x channel_mult)")
         elif any(w % self.num_heads for w in widths):
-            raise ValueError(f"num_heads {self.num_heads} does not divide the widths {sorted(widths)}")
+            raise ValueError(f"num_heads {self.num_heads} does not divide the attention width(s) {sorted(widths)}")
 
 
 def conv_nd(dims: int, *args, **kwargs) -> nn.Module:
@@ -134,11 +135,12 @@ def _resample_factor(dims: int) -> tuple[int, ...] | int:
 
 
 class Upsample(nn.Module):
-    def __init__(self, channels: int, use_conv: bool, dims: int, out_channels: int | None = None):
+    """Nearest-neighbour upsampling by 2 (not along depth for dims 3), then a 3x3 convolution if ``use_conv``."""
+
+    def __init__(self, channels: int, use_conv: bool, dims: int):
         super().__init__()
         self.dims = dims
-        self.out_channels = out_channels or channels
-        self.conv = conv_nd(dims, channels, self.out_channels, 3, padding=1) if use_conv else None
+        self.conv = conv_nd(dims, channels, channels, 3, padding=1) if use_conv else None
 
     def forward(self, x):
         x = F.interpolate(x, scale_factor=_resample_factor(self.dims), mode="nearest")
@@ -161,15 +163,14 @@ class FreshSiLU(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels: int, use_conv: bool, dims: int, out_channels: int | None = None):
+    """Downsampling by 2 (not along depth for dims 3): a strided 3x3 convolution if ``use_conv``, else average pooling."""
+
+    def __init__(self, channels: int, use_conv: bool, dims: int):
         super().__init__()
-        self.out_channels = out_channels or channels
         stride = _resample_factor(dims)
         if use_conv:
-            self.op = conv_nd(dims, channels, self.out_channels, 3, stride=stride, padding=1)
+            self.op = conv_nd(dims, channels, channels, 3, stride=stride, padding=1)
         else:
-            if self.out_channels != channels:
-                raise ValueError("a pooling downsample cannot change the channel count")
             self.op = avg_pool_nd(dims, kernel_size=stride, stride=stride)
 
     def forward(self, x):
@@ -179,7 +180,7 @@ class Downsample(nn.Module):
 class ResBlock(TimestepBlock):
     """Residual block with time conditioning (added, or FiLM scale-shift), optional up/down sampling."""
 
-    def __init__(self, channels, emb_channels, dropout, out_channels=None, use_conv=False, use_scale_shift_norm=False,
+    def __init__(self, channels, emb_channels, dropout, out_channels=None, use_scale_shift_norm=False,
                  dims=2, use_checkpoint=False, up=False, down=False):
         super().__init__()
         self.out_channels = out_channels or channels
@@ -200,12 +201,7 @@ class ResBlock(TimestepBlock):
         self.out_layers = nn.Sequential(
             FreshSiLU(), nn.Dropout(p=dropout),
             zero_module(conv_nd(dims, self.out_channels, self.out_channels, 3, padding=1)))
-        if self.out_channels == channels:
-            self.skip = nn.Identity()
-        elif use_conv:
-            self.skip = conv_nd(dims, channels, self.out_channels, 3, padding=1)
-        else:
-            self.skip = conv_nd(dims, channels, self.out_channels, 1)
+        self.skip = nn.Identity() if self.out_channels == channels else conv_nd(dims, channels, self.out_channels, 1)
 
     def forward(self, x, emb):
         if self.use_checkpoint and self.training:
@@ -287,7 +283,6 @@ class UNetModel(nn.Module):
         super().__init__()
         config.validate()
         self.config = c = config
-        heads_up = c.num_heads if c.num_heads_upsample == -1 else c.num_heads_upsample
         emb_dim = c.model_channels * 4
         self.time_embed = nn.Sequential(nn.Linear(c.model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label_emb = nn.Embedding(c.num_classes, emb_dim) if c.num_classes else None
@@ -323,7 +318,7 @@ class UNetModel(nn.Module):
                 layers = [res(ch + skip_chs.pop(), int(c.model_channels * mult))]
                 ch = int(c.model_channels * mult)
                 if ds in c.attention_resolutions:
-                    layers.append(attn(ch, heads_up))
+                    layers.append(attn(ch, c.num_heads))
                 if level and i == c.num_res_blocks:
                     layers.append(res(ch, ch, up=True) if c.resblock_updown else Upsample(ch, c.conv_resample, c.dims))
                     ds //= 2
