@@ -20,3 +20,10 @@ def test_bench_writes_every_figure_and_counts_backward_as_twice_forward(tmp_path
                 "sampler_ode-rk4-logstd_s_per_nfe"):
         assert r[key] > 0, key
     assert 0 < r["train_fraction_of_peak"] < 2 and 0 < r["inference_fraction_of_peak"] < 2
+
+
+def test_bench_refuses_what_it_cannot_time(capsys):
+    assert main(["bench", "--conditional", "--latent", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["vsgm bench: error: vsgm bench times the unconditional pixel-space UNet; --conditional and "
+                   "--latent cannot be timed"]

@@ -205,6 +205,10 @@ def format_table(r: dict[str, Any]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    unsupported = [f"--{name}" for name in ("conditional", "latent") if getattr(args, name)]
+    if unsupported:
+        raise ValueError(f"vsgm bench times the unconditional pixel-space UNet; {' and '.join(unsupported)} "
+                         "cannot be timed")
     options = {k: getattr(args, k) for k in [*defaults("model", "sde"), "micro_batch"]}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = run_bench(options, args.channels, args.size or 32, args.batch_size, device, args.repeats,
