@@ -62,6 +62,15 @@ def test_cost_to_quality_picks_the_cheapest_setting_within_the_margin_of_the_con
     assert np.isnan(out.loc["bad", "nfe"]) and out.loc["em", "target_fd"] == pytest.approx(1.02 * 1.1)
 
 
+def test_a_sampler_diverged_at_its_costliest_setting_has_no_say_in_the_converged_quality():
+    table = pd.DataFrame({"model": "m", "sampler": ["em", "rk4", "bad", "div", "div"],
+                          "nfe": [100, 40, 5, 10, 100], "seconds": 1, "num_steps": [100, 10, 5, 10, 100],
+                          "tol": np.nan, "fd": [1.0, 1.02, 9.0, 20.0, np.nan]})
+    out = cost_to_quality(table, margin=0.1).set_index("sampler")
+    # the median of 1.0, 1.02 and 9.0; the diverged sampler's cheaper 20.0 is not its converged quality
+    assert out.loc["em", "target_fd"] == pytest.approx(1.02 * 1.1) and np.isnan(out.loc["div", "nfe"])
+
+
 def test_sweep_on_a_trained_model(tiny_model, digits_train):
     from vsgm.data import load_prepared
     from vsgm.models import load_trained

@@ -24,7 +24,7 @@ def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str
 
     Sample grids are found beside their JSON files (``samples/{sampler}.png``). With solver
     sweeps, also ``solver_sweep.csv`` (every setting), ``solver_efficiency.csv`` (NFE each sampler
-    needs to come within 10% of the best distance) and ``solver_sweep.png``.
+    needs to come within 10% of the converged distance; see sweep.cost_to_quality) and ``solver_sweep.png``.
 
     Returns:
         The paths written.

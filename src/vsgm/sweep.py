@@ -69,14 +69,15 @@ def cost_to_quality(table: pd.DataFrame, margin: float = 0.1) -> pd.DataFrame:
     """Per sampler, the cheapest setting whose FD is within ``margin`` (relative) of the converged quality:
     the median over samplers of the FD at each one's costliest setting. (The best single FD is no target:
     with a few hundred samples the FD of converged samplers scatters by tens of percent, and the luckiest
-    one would set a bar the others only meet by chance.) Samplers that never get there have NaN cost.
+    one would set a bar the others only meet by chance.) A sampler whose costliest setting diverged (FD NaN)
+    has no converged quality and stays out of the median. Samplers that never get there have NaN cost.
 
     Returns:
         model, sampler, target_fd, nfe, seconds, num_steps, tol, fd.
     """
     out = []
     for model, group in table.groupby("model"):
-        converged = group.sort_values("nfe").groupby("sampler")["fd"].last()
+        converged = group.sort_values("nfe").groupby("sampler")["fd"].nth(-1)  # NaN stays NaN
         target = converged.median() * (1 + margin)
         for sampler, rows in group.groupby("sampler", sort=False):
             ok = rows[rows["fd"] <= target].sort_values("nfe")
