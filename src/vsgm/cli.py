@@ -212,6 +212,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
     import torch
 
     from .data import load_prepared
+    from .data.loader import normalise
     from .io import write_json
     from .quality import load_classifier, sample_fd
 
@@ -221,13 +222,13 @@ def cmd_quality(args: argparse.Namespace) -> None:
             samples = torch.from_numpy(f["samples"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise ValueError(f"{args.samples}: not a samples .npz written by vsgm sample ({err})") from err
-    ref = load_prepared(args.reference).images.float() / 127.5 - 1
+    ref = normalise(load_prepared(args.reference).images)
     info = json.loads(sidecar(args.samples, ".npz").read_text())
     result = {"dataset": info.get("dataset"), "model": info.get("model"), "sampler": info["sampler"],
               "n_samples": len(samples),
               "n_reference": len(ref), "fd": sample_fd(clf, samples, ref)}
     if args.train_reference:
-        train = load_prepared(args.train_reference).images.float() / 127.5 - 1
+        train = normalise(load_prepared(args.train_reference).images)
         # the distance a perfect sampler would get with this many samples: real training images vs test
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: len(samples)]
         result["fd_test_vs_train"] = sample_fd(clf, train[idx], ref)
@@ -237,6 +238,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from .data import load_prepared
+    from .data.loader import normalise
     from .io import atomic_path
     from .models import load_trained
     from .quality import load_classifier
@@ -244,7 +246,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     device = _device(args.device)
     model = load_trained(args.checkpoint, device)
-    reference = load_prepared(args.reference).images.float() / 127.5 - 1
+    reference = normalise(load_prepared(args.reference).images)
     table = sweep(model, load_classifier(args.classifier), reference, args.samplers, args.steps, args.tolerances,
                   args.num_samples, args.batch_size, seed=args.seed, device=device,
                   model_name=Path(args.checkpoint).parent.name)

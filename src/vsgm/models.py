@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from .checkpoint import CheckpointError, load_state_strict, load_tensors
+from .data.loader import normalise
 from .sde import VESDE
 from .unet import UNetConfig, UNetModel, cpu_chunk
 
@@ -62,7 +63,7 @@ class TrainedModel:
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images -> what the network models: [-1, 1] pixels, or latents in latent mode."""
-        x = images.float() / 127.5 - 1.0
+        x = normalise(images)
         return self.codec.encode(x) if self.codec is not None else x
 
     def to_images(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import load_state_strict, load_tensors, save_tensors
+from .data.loader import normalise
 from .metrics import frechet_distance
 
 
@@ -45,7 +46,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 5
     model = SmallClassifier(images.shape[1], n_classes)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(seed)
-    x_all = images.float() / 127.5 - 1
+    x_all = normalise(images)
     correct = 0
     for _ in range(epochs):
         perm = torch.randperm(len(images), generator=g)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_resume, load_state_strict, save_resume, save_tensors
 from .data import ImageLoader, load_prepared
+from .data.loader import normalise
 from .io import sidecar, write_text
 from .losses import drop_labels, dsm_draws, dsm_loss_at
 from .models import micro_batch_size, unet_config
@@ -187,7 +188,7 @@ class Trainer:
 
             self.codec = LatentCodec(options["vae"], self.acc.device)
             self.input_channels, self.input_size = self.codec.latent_shape(self.channels, self.size)
-            inputs = self.codec.encode(data.images.float() / 127.5 - 1.0).cpu()  # once, not per epoch
+            inputs = self.codec.encode(normalise(data.images)).cpu()  # once, not per epoch
         # one permutation per epoch shared by all processes, each taking its own shard
         self.loader = ImageLoader(inputs, data.labels, options["batch_size"], shuffle=True, seed=options["seed"],
                                   drop_last=True, device=self.acc.device, num_workers=options.get("num_workers", 0),
