@@ -151,3 +151,16 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
             raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_get_the_usual_permissions(tmp_path, umask, mode):
+    """Atomic writes go through a private temporary file; the result is readable as the umask allows."""
+    from vsgm.io import write_json
+
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == mode
