@@ -99,11 +99,14 @@ def test_solver_and_grid_without_the_ode_sampler_are_named_as_unused(tiny_model,
     assert main(["sample", "--checkpoint", str(tiny_model), "--solver", "rk4", "--grid", "logstd",
                  "--num_steps", "2", "--num_samples", "2", "--out", str(tmp_path / "s")]) == 0
     err = capsys.readouterr().err
-    assert "--solver rk4 and --grid logstd apply to --sampler_type ODE only; sampling with EM" in err
+    assert "--solver rk4 and --grid logstd are only used by --sampler_type ODE; sampling with EM" in err
     assert json.loads((tmp_path / "s.json").read_text())["sampler"] == "em"
     assert main(["sample", "--checkpoint", str(tiny_model), "--sampler_type", "pc", "--num_steps", "2",
                  "--num_samples", "2", "--out", str(tmp_path / "p")]) == 0
-    assert "apply to" not in capsys.readouterr().err
+    assert "only used by" not in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", str(tiny_model), "--solver", "rk4", "--num_steps", "2",
+                 "--num_samples", "2", "--out", str(tmp_path / "r")]) == 0
+    assert "--solver rk4 is only used by --sampler_type ODE; sampling with EM" in capsys.readouterr().err
 
 
 def test_guidance_on_an_unconditional_model_is_refused(tiny_model, tmp_path, capsys):

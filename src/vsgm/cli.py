@@ -60,7 +60,8 @@ def sampler_spec(args: argparse.Namespace):
         ignored = [f"--{name} {getattr(args, name)}" for name in ("solver", "grid")
                    if getattr(args, name) != option(name).default]
         if ignored:
-            print(f"vsgm: {' and '.join(ignored)} apply to --sampler_type ODE only; sampling with "
+            verb = "are" if len(ignored) > 1 else "is"
+            print(f"vsgm: {' and '.join(ignored)} {verb} only used by --sampler_type ODE; sampling with "
                   f"{args.sampler_type}", file=sys.stderr)
     return spec_from_options(vars(args))
 
