@@ -47,7 +47,7 @@ def micro_batch_size(options: dict[str, Any], size: int, device: torch.device) -
         return min(options["micro_batch"], batch)
     if device.type != "cpu":
         return batch
-    return cpu_chunk(batch, 4 * options["model_channels"] * options["channel_mult"][0] * size ** options["dims"])
+    return cpu_chunk(batch, options["model_channels"] * options["channel_mult"][0], size ** options["dims"])
 
 
 class TrainedModel:
