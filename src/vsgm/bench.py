@@ -210,7 +210,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
         raise ValueError(f"vsgm bench times the unconditional pixel-space UNet; {' and '.join(unsupported)} "
                          "cannot be timed")
     options = {k: getattr(args, k) for k in [*defaults("model", "sde"), "micro_batch"]}
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from .cli import _device
+
+    device = _device(args.device)
     result = run_bench(options, args.channels, args.size or 32, args.batch_size, device, args.repeats,
                        args.samplers, args.sampler_batch, args.autocast)
     print(format_table(result))

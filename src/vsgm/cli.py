@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .io import sidecar
-from .options import add_groups, defaults, open_unit, option, positive_float, positive_int
+from .options import DATA_ROOT, add_groups, defaults, open_unit, option, positive_float, positive_int
 
 log = logging.getLogger("vsgm")
 
@@ -27,18 +27,16 @@ def _device(name: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _prepare_on_the_fly(args: argparse.Namespace, split: str, channels: int | None = None,
-                        bottleneck: int | None = None, size: int | None = None) -> Path:
+def _prepare_on_the_fly(args: argparse.Namespace, split: str) -> Path:
     from .data import get_info, native_size, prepare
 
     info = get_info(args.dataset)
-    size = size or args.size or native_size(args.dataset, None)
+    size = args.size or native_size(args.dataset, None)
     if size is None:
         raise SystemExit(f"vsgm: --size is needed for {args.dataset} (its images have no fixed size)")
-    out = Path("resources/prepared") / args.dataset / f"{split}-{size}px-{channels or info.channels}ch.safetensors"
+    out = Path("resources/prepared") / args.dataset / f"{split}-{size}px-{info.channels}ch.safetensors"
     if not out.exists():
-        prepare(args.dataset, split, args.root, out, size=size, channels=channels or info.channels,
-                bottleneck=bottleneck)
+        prepare(args.dataset, split, args.root, out, size=size, channels=info.channels)
     return out
 
 
@@ -334,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out_dataset", required=True, help="outlier dataset")
     p.add_argument("--dataset", help="in-distribution dataset (default: the model's)")
-    p.add_argument("--root", default="resources/data")
+    p.add_argument("--root", default=DATA_ROOT)
     _feature_options(p, max_images=2000)
     p.set_defaults(func=cmd_ood)
 

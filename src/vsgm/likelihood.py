@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torchdiffeq import odeint
 
-from .samplers import Grid, Solver, ode_drift, ode_endpoints
+from .samplers import Counted, Grid, Solver, ode_drift, ode_endpoints, solve_ode
 from .score import ScoreFn
 from .sde import VESDE
 
@@ -49,13 +48,7 @@ def log_likelihood(score: ScoreFn, sde: VESDE, x: torch.Tensor, eps: float = 1e-
     noise = None
     if hutchinson:
         noise = torch.randint(0, 2, x.shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
-    calls = 0
-
-    def counted(xx, tt):
-        nonlocal calls
-        calls += 1
-        return score(xx, tt)
-
+    counted = Counted(score)
     drift = ode_drift(counted, sde, grid)
 
     def augmented(t, state):
@@ -67,15 +60,9 @@ def log_likelihood(score: ScoreFn, sde: VESDE, x: torch.Tensor, eps: float = 1e-
         return f.detach(), div.detach()
 
     end, start = ode_endpoints(sde, grid, eps)  # integrate forward: data (eps) -> prior (1)
-    span = torch.tensor([start, end], dtype=torch.float64, device=x.device)
     state = (x, torch.zeros(x.shape[0], device=x.device, dtype=x.dtype))
-    if solver.adaptive:
-        out = odeint(augmented, state, span, method=solver.value, atol=atol, rtol=rtol)
-    else:
-        grid_t = torch.linspace(start, end, num_steps + 1, dtype=torch.float64, device=x.device)
-        out = odeint(augmented, state, span, method=solver.value, options={"grid_constructor": lambda *_: grid_t})
-    x1, delta = out[0][-1], out[1][-1]
-    return sde.prior_logp(x1) + delta, calls
+    x1, delta = solve_ode(augmented, state, start, end, solver, num_steps, atol, rtol)
+    return sde.prior_logp(x1) + delta, counted.calls
 
 
 def bits_per_dim(logp: torch.Tensor, dim: int, levels: int = 256) -> torch.Tensor:

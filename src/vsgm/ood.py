@@ -75,7 +75,7 @@ class FeatureConfig:
 def level_times(model: TrainedModel, cfg: FeatureConfig) -> torch.Tensor:
     """Times whose marginal std is evenly spaced in log between std(t_min) and std(t_max)."""
     sde = model.sde
-    lo, hi = (float(torch.log(sde.marginal_std(torch.tensor(t, dtype=torch.float64)))) for t in (cfg.t_min, cfg.t_max))
+    lo, hi = sde.log_std(cfg.t_min), sde.log_std(cfg.t_max)
     return sde.time_from_log_std(torch.linspace(lo, hi, cfg.levels, dtype=torch.float64)).float()
 
 

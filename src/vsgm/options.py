@@ -36,18 +36,27 @@ class Opt:
         parser.add_argument(f"--{self.name}", **kw)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+DATA_ROOT = "resources/data"  # where datasets are downloaded to by default
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
 
 
 def positive_float(text: str) -> float:
@@ -107,7 +116,7 @@ SDE = [
 DATA = [
     Opt("dataset", "mnist", "Dataset name"),
     Opt("size", None, "Size of the original image (resize to this)", positive_int),
-    Opt("root", "resources/data", "Directory of downloaded datasets"),
+    Opt("root", DATA_ROOT, "Directory of downloaded datasets"),
     Opt("batch_size", 128, "Batch size", positive_int),
     Opt("num_workers", 0, "Number of workers for Dataloader", non_negative_int),
     Opt("seed", 0, "Random seed", int),

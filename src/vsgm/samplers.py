@@ -170,26 +170,28 @@ def ode_drift(score: ScoreFn, sde: VESDE, grid: Grid) -> Callable[[torch.Tensor,
     return drift
 
 
-def ode_endpoints(sde: VESDE, grid: Grid, eps: float, t_start: float = 1.0) -> tuple[float, float]:
-    """Start and end of the integration in the ODE's time variable."""
+def ode_endpoints(sde: VESDE, grid: Grid, eps: float) -> tuple[float, float]:
+    """Start (t = 1) and end (t = eps) of the sampling integration in the ODE's time variable."""
     if grid is Grid.t:
-        return t_start, eps
-    log_std = lambda t: float(torch.log(sde.marginal_std(torch.tensor(t, dtype=torch.float64))))  # noqa: E731
-    return log_std(t_start), log_std(eps)
+        return 1.0, eps
+    return sde.log_std(1.0), sde.log_std(eps)
 
 
-def solve_ode(drift, x: torch.Tensor, start: float, end: float, solver: Solver, num_steps: int,
-              atol: float, rtol: float) -> torch.Tensor:
-    """Integrate ``drift`` from start to end with torchdiffeq; fixed solvers take exactly num_steps steps."""
-    span = torch.tensor([start, end], dtype=torch.float64, device=x.device)
+def solve_ode(drift, state: torch.Tensor | tuple[torch.Tensor, ...], start: float, end: float, solver: Solver,
+              num_steps: int, atol: float, rtol: float) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Integrate ``drift`` from start to end with torchdiffeq and return the final state (a tensor or a tuple
+    of tensors, as given); fixed-step solvers take exactly num_steps steps."""
+    device = (state[0] if isinstance(state, tuple) else state).device
+    span = torch.tensor([start, end], dtype=torch.float64, device=device)
     if solver.adaptive:
-        return odeint(drift, x, span, method=solver.value, atol=atol, rtol=rtol)[-1]
-    grid = torch.linspace(start, end, num_steps + 1, dtype=torch.float64, device=x.device)
-    options = {"grid_constructor": lambda *_: grid}
-    return odeint(drift, x, span, method=solver.value, options=options)[-1]
+        out = odeint(drift, state, span, method=solver.value, atol=atol, rtol=rtol)
+    else:
+        grid = torch.linspace(start, end, num_steps + 1, dtype=torch.float64, device=device)
+        out = odeint(drift, state, span, method=solver.value, options={"grid_constructor": lambda *_: grid})
+    return tuple(o[-1] for o in out) if isinstance(state, tuple) else out[-1]
 
 
-class _Counted:
+class Counted:
     """Wrap a score function to count its evaluations."""
 
     def __init__(self, fn: ScoreFn):
@@ -209,7 +211,7 @@ def probability_flow(score: ScoreFn, sde: VESDE, x: torch.Tensor, num_steps: int
     Returns:
         Samples and the NFE actually spent.
     """
-    counted = _Counted(score)
+    counted = Counted(score)
     start, end = ode_endpoints(sde, grid, eps)
     out = solve_ode(ode_drift(counted, sde, grid), x, start, end, solver, num_steps, atol, rtol)
     return out, counted.calls

@@ -41,6 +41,10 @@ class VESDE:
         """g(t) = sigma^t."""
         return torch.exp(torch.as_tensor(t) * self.log_sigma)
 
+    def log_std(self, t: float) -> float:
+        """log std(t) of one time, in float64."""
+        return float(torch.log(self.marginal_std(torch.tensor(t, dtype=torch.float64))))
+
     def time_from_log_std(self, log_std: torch.Tensor) -> torch.Tensor:
         """Inverse of log std(t): t = log1p(2 ln sigma * std^2) / (2 ln sigma); finite for every input."""
         log_std = torch.as_tensor(log_std)

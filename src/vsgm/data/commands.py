@@ -16,32 +16,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..options import DATA_ROOT, non_negative_int, positive_int
 from .errors import CorruptFileError, DatasetUnavailableError
 from .registry import SPLITS, dataset_names
-
-DEFAULT_ROOT = "resources/data"
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def _fail(command: str, error: Exception) -> SystemExit:
@@ -106,7 +83,7 @@ def _add_dataset(parser: argparse.ArgumentParser) -> None:
         help="dataset name: " + ", ".join(dataset_names()),
     )
     parser.add_argument(
-        "--root", default=DEFAULT_ROOT, help=f"data root; dataset NAME lives in ROOT/NAME (default {DEFAULT_ROOT})"
+        "--root", default=DATA_ROOT, help=f"data root; dataset NAME lives in ROOT/NAME (default {DATA_ROOT})"
     )
 
 
