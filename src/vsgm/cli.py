@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .io import sidecar
+from .io import sidecar, write_table
 from .options import DATA_ROOT, add_groups, defaults, open_unit, option, positive_float, positive_int
 
 log = logging.getLogger("vsgm")
@@ -83,13 +83,6 @@ def cmd_sample(args: argparse.Namespace) -> None:
           + ", ".join(map(str, paths)))
 
 
-def _write_parquet(df, path: str | Path) -> None:
-    from .io import atomic_path
-
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
-
-
 def cmd_features(args: argparse.Namespace) -> None:
     from .data import load_prepared
     from .io import write_json
@@ -105,7 +98,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     cfg = FeatureConfig(n_draws=args.n_draws, levels=args.levels, bpd=args.bpd, bpd_steps=args.bpd_steps,
                         seed=args.seed)
     df = compute_features(model, images, cfg, batch_size=args.batch_size, device=device)
-    _write_parquet(df, args.out)
+    write_table(args.out, df)
     write_json(sidecar(args.out, ".parquet"), {"nfe": cfg.nfe(), "n": len(df), "data": str(args.data),
                                                      "dataset": data.meta.get("dataset")})
     print(f"features of {len(df)} images -> {args.out}")
@@ -122,7 +115,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     if args.holdout:
         target = target.iloc[holdout_rows]
     scores = score_table(train.iloc[fit_rows], target, args.scorers)
-    _write_parquet(scores, args.out)
+    write_table(args.out, scores)
     print(f"scores of {len(scores)} images ({', '.join(c for c in scores.columns if c != 'index')}) -> {args.out}")
 
 
@@ -131,7 +124,6 @@ def cmd_pair(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
-    from .io import atomic_path
     from .tables import OOD, pair_table
     from .viz import plot_roc_curves, plot_score_histograms
 
@@ -141,8 +133,7 @@ def cmd_pair(args: argparse.Namespace) -> None:
     model = args.model or Path(args.out).parent.name
     out_name = args.out_name or Path(args.out_scores).stem
     table = pair_table(model, out_name, ins, outs, sanity, nfe, n_boot=args.n_boot, seed=args.seed)
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_table(args.out, table)
     if args.plots:
         plots = Path(args.plots)
         scorers = [c for c in ins.columns if c != "index"]
@@ -238,7 +229,6 @@ def cmd_quality(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> None:
     from .data import load_prepared
     from .data.loader import normalise
-    from .io import atomic_path
     from .models import load_trained
     from .quality import load_classifier
     from .sweep import sweep
@@ -249,8 +239,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     table = sweep(model, load_classifier(args.classifier), reference, args.samplers, args.steps, args.tolerances,
                   args.num_samples, args.batch_size, seed=args.seed, device=device,
                   model_name=Path(args.checkpoint).parent.name)
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_table(args.out, table)
     print(f"{len(table)} settings -> {args.out}")
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import pandas as pd
 
-from .io import atomic_path, write_text
+from .io import write_table, write_text
 from .sweep import cost_to_quality
 from .tables import auroc_markdown, auroc_matrix, collect_pairs, solvers_table
 from .viz import montage, plot_auroc_heatmap, plot_quality_vs_nfe
@@ -33,36 +34,23 @@ def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str
     written = [out / name for name in OUTPUTS]
     if sweep_csvs:
         table = pd.concat([pd.read_csv(p) for p in sweep_csvs], ignore_index=True)
-        with atomic_path(out / "solver_sweep.csv") as tmp:
-            table.to_csv(tmp, index=False, float_format="%.6g")
-        with atomic_path(out / "solver_efficiency.csv") as tmp:
-            cost_to_quality(table).to_csv(tmp, index=False, float_format="%.6g")
+        write_table(out / "solver_sweep.csv", table)
+        write_table(out / "solver_efficiency.csv", cost_to_quality(table))
         plot_quality_vs_nfe(table, out / "solver_sweep.png", title="sample quality against cost")
         written += [out / name for name in SWEEP_OUTPUTS]
     long = collect_pairs(pair_csvs)
-    with atomic_path(out / "auroc.csv") as tmp:
-        long.to_csv(tmp, index=False, float_format="%.6g")
+    write_table(out / "auroc.csv", long)
     write_text(out / "auroc.md", auroc_markdown(long))
     scorers = sorted(long["scorer"].unique())
     plot_auroc_heatmap({s: auroc_matrix(long, s) for s in scorers}, out / "auroc.png",
                        title="AUROC: in-distribution (rows) vs outliers (columns)")
-    solvers = solvers_table(sample_jsons, quality_jsons)
-    with atomic_path(out / "solvers.csv") as tmp:
-        solvers.to_csv(tmp, index=False, float_format="%.6g")
-    grids = {(str(row.model), str(row.sampler)): Path(js).with_suffix(".png")
-             for row, js in zip(solvers_rows(sample_jsons), sample_jsons)}
-    montage(grids, out / "samples.png", row_label="dataset", col_label="sampler")
+    write_table(out / "solvers.csv", solvers_table(sample_jsons, quality_jsons))
+    grids = {}
+    for js in sample_jsons:
+        d = json.loads(Path(js).read_text())
+        grids[(str(d.get("model") or d.get("dataset")), d["sampler"])] = Path(js).with_suffix(".png")
+    montage(grids, out / "samples.png", row_label="model", col_label="sampler")
     return written
-
-
-def solvers_rows(sample_jsons: Iterable[str | os.PathLike]):
-    """(model, sampler) of each sample JSON, in order."""
-    import json
-    from types import SimpleNamespace
-
-    for p in sample_jsons:
-        d = json.loads(Path(p).read_text())
-        yield SimpleNamespace(model=d.get("model") or d.get("dataset"), sampler=d["sampler"])
 
 
 def aggregate_results(results: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:

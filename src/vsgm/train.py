@@ -212,7 +212,7 @@ class Trainer:
         self.model, self.opt, self.sched = self.acc.prepare(net, opt, sched)
         if options.get("compile"):
             self.model = torch.compile(self.model)
-        self.noise = torch.Generator(device=self.acc.device).manual_seed(options["seed"] * 1000 + rank + 1)
+        self.noise_rng = torch.Generator(device=self.acc.device).manual_seed(options["seed"] * 1000 + rank + 1)
         self.step, self.history = 0, []
         # the current epoch's loss so far (this process), kept in resume files so that a resumed
         # epoch logs its mean over all of its steps
@@ -224,16 +224,13 @@ class Trainer:
     def resume_path(self) -> Path:
         return self.out_dir / "resume.safetensors"
 
-    def _comparable(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in options.items() if k not in RESUME_FREE}
-
     def save_resume(self) -> None:
         if not self.acc.is_main_process:
             return
         self._assert_finite_weights()
         states = {"model": self.acc.unwrap_model(self.model).state_dict(), "ema": self.ema.state_dict(),
                   "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                  "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()},
+                  "rng": {"torch": torch.get_rng_state(), "noise": self.noise_rng.get_state()},
                   "epoch_loss": self.epoch_loss.detach().cpu()}
         meta = {"options": self.options, "step": self.step, "history": self.history,
                 "world_size": self.acc.num_processes, "epoch_steps": self.epoch_steps}
@@ -244,9 +241,9 @@ class Trainer:
         if not self.resume_path.exists():
             return False
         states, meta = load_resume(self.resume_path)
-        if self._comparable(meta["options"]) != self._comparable(self.options):
-            diff = sorted(k for k in set(meta["options"]) | set(self.options)
-                          if k not in RESUME_FREE and meta["options"].get(k) != self.options.get(k))
+        diff = sorted(k for k in set(meta["options"]) | set(self.options)
+                      if k not in RESUME_FREE and meta["options"].get(k) != self.options.get(k))
+        if diff:
             raise ValueError(f"{self.resume_path}: resume file from other options (differ: {diff}); "
                              "delete it to start over")
         if meta["world_size"] != self.acc.num_processes:
@@ -257,7 +254,7 @@ class Trainer:
         load_optimizer_state(self.opt, states["optimizer"])
         self.sched.load_state_dict(states["scheduler"])
         torch.set_rng_state(states["rng"]["torch"])
-        self.noise.set_state(states["rng"]["noise"])
+        self.noise_rng.set_state(states["rng"]["noise"])
         self.step, self.history = meta["step"], meta["history"]
         if "epoch_loss" in states:  # older resume files: the resumed epoch logs its remaining steps only
             self.epoch_loss, self.epoch_steps = states["epoch_loss"].to(self.acc.device), meta["epoch_steps"]
@@ -277,8 +274,8 @@ class Trainer:
         o = self.options
         labels = None
         if o["conditional"]:
-            labels = drop_labels(y, o["drop_prob"], o["n_classes"], generator=self.noise)
-        t, noise = dsm_draws(x, o["eps"], self.noise)
+            labels = drop_labels(y, o["drop_prob"], o["n_classes"], generator=self.noise_rng)
+        t, noise = dsm_draws(x, o["eps"], self.noise_rng)
         loss = accumulate_dsm_gradients(self.acc, self.model, self.sde, x, t, noise, labels, self.micro_batch)
         self.opt.step()
         self.sched.step()
