@@ -84,19 +84,25 @@ def test_features_are_deterministic_and_checked():
         compute_features(model, gaussian_images(DATA_STD, 5, 0, size=8), FeatureConfig(), progress=False)
 
 
-def test_features_in_cache_sized_chunks_equal_one_pass(tiny_options, monkeypatch):
-    import vsgm.unet
-    from vsgm.models import TrainedModel, unet_config
+def random_model(options, std):
+    """An 8x8 one-channel UNet with normal(0, std) weights everywhere (a trained model's output layer is
+    not zero, and a zero one would hide everything else)."""
+    from vsgm.models import unet_config
     from vsgm.unet import UNetModel
 
-    # random weights everywhere (a zero-initialised output layer would hide t), and the time embedding
-    # applied after the norm: at 16 channels a GroupNorm has one channel per group and would erase it
-    options = {**tiny_options, "use_scale_shift_norm": True}
     torch.manual_seed(0)
     net = UNetModel(unet_config(options, 1, 8)).eval()
     for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.2)
-    model = TrainedModel(net, options, {"channels": 1, "size": 8})
+        torch.nn.init.normal_(p, std=std)
+    return TrainedModel(net, options, {"channels": 1, "size": 8})
+
+
+def test_features_in_cache_sized_chunks_equal_one_pass(tiny_options, monkeypatch):
+    import vsgm.unet
+
+    # random weights everywhere (a zero-initialised output layer would hide t), and the time embedding
+    # applied after the norm: at 16 channels a GroupNorm has one channel per group and would erase it
+    model = random_model({**tiny_options, "use_scale_shift_norm": True}, std=0.2)
     imgs = torch.randint(0, 256, (9, 1, 8, 8), dtype=torch.uint8)
     whole = compute_features(model, imgs, FeatureConfig(), progress=False)
     monkeypatch.setattr(vsgm.unet, "CPU_CHUNK_BYTES", 1)  # one image per network pass
@@ -106,23 +112,17 @@ def test_features_in_cache_sized_chunks_equal_one_pass(tiny_options, monkeypatch
 
 def test_bpd_of_a_conditional_model_uses_its_unconditional_score(tiny_options):
     from vsgm.likelihood import bits_per_dim, log_likelihood
-    from vsgm.models import unet_config
     from vsgm.samplers import Grid, Solver
     from vsgm.score import make_score_fn
-    from vsgm.unet import UNetModel
 
     options = {**tiny_options, "conditional": True, "n_classes": 3}
-    torch.manual_seed(0)
-    net = UNetModel(unet_config(options, 1, 8)).eval()
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.1)
-    model = TrainedModel(net, options, {"channels": 1, "size": 8})
+    model = random_model(options, std=0.1)
     imgs = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
     cfg = FeatureConfig(levels=2, bpd=True, bpd_steps=2)
     bpd = compute_features(model, imgs, cfg, progress=False)["bpd"].to_numpy()
     null = torch.full((3,), model.null_label)
     x = model.to_input(imgs)
-    logp, _ = log_likelihood(make_score_fn(net, model.sde, y=null), model.sde, x, eps=options["eps"],
+    logp, _ = log_likelihood(make_score_fn(model.net, model.sde, y=null), model.sde, x, eps=options["eps"],
                              solver=Solver.rk4, grid=Grid.logstd, num_steps=2,
                              generator=torch.Generator().manual_seed(cfg.seed))
     np.testing.assert_allclose(bpd, bits_per_dim(logp, x[0].numel()).numpy(), rtol=1e-4)
