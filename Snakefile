@@ -2,7 +2,9 @@
 #
 #   snakemake --cores all                                    # default run (config/config.yaml, CPU)
 #   snakemake --cores all --configfile config/benchmark.yaml # the seed's benchmark (GPUs: see profiles/)
-#   snakemake --cores all results/svhn/ood_cifar10.csv ...   # one file and only what it needs
+#   snakemake --cores all results/photos/ood_flat.csv       # one file and only what it needs
+#   snakemake results/svhn/ood_cifar10.csv --cores all --configfile config/benchmark.yaml
+#                                                            # (targets before --configfile, which takes every word after it)
 #   snakemake --report results/report.html                   # HTML report of a finished run
 #
 # A --configfile replaces config/config.yaml (it is not merged into it); --config KEY=VALUE

@@ -68,6 +68,7 @@ def test_default_workflow_profile_is_picked_up(wf):
     ("unet", {"channel_mult": 2}, ["unet.channel_mult"]),                   # list expected
     ("sample", {"num_steps": 0}, ["sample.num_steps"]),                     # out of range
     ("samplers", ["em", "ode-rk5"], ["samplers", "ode-rk5"]),              # unknown sampler
+    ("samplers", [], ["samplers"]),                                          # nothing to sample with
     ("datasets", {"digits": {"dataset": "digitz"}}, ["datasets.digits.dataset", "digitz"]),
     ("models", {"mnist": {"size": 8, "channels": 1}}, ["models.mnist"]),     # not a dataset key
     ("bogus", {"x": 1}, ["bogus"]),                                          # unknown top-level key
@@ -232,9 +233,21 @@ def test_full_test_run_writes_every_output(full_run):
 
 
 @pytest.mark.slow
-def test_second_run_does_nothing(full_run):
+def test_second_run_does_nothing(full_run, tmp_path):
     proc = snakemake(full_run, "--cores", "2", "--configfile", "config/test.yaml", timeout=300, check=True)
     assert "Nothing to be done" in proc.stdout, proc.stdout
+    # the order of a config's keys is no change (Snakemake compares the flags as strings) ...
+    config = {key: dict(reversed(value.items())) if isinstance(value, dict) else value
+              for key, value in reversed(_config().items())}
+    reordered = tmp_path / "reordered.yaml"
+    reordered.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(full_run, "-n", "--cores", "2", "--configfile", str(reordered), timeout=300, check=True)
+    assert "Nothing to be done" in proc.stdout, proc.stdout
+    # ... and a sampling setting reruns the sampling, not the training
+    config["sample"]["num_steps"] += 1
+    reordered.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(full_run, "-n", "--cores", "2", "--configfile", str(reordered), timeout=300, check=True)
+    assert "sample_model" in proc.stdout and "train_model" not in proc.stdout, proc.stdout
 
 
 @pytest.mark.slow

@@ -189,9 +189,10 @@ def check_config(config):
 
 def cli_flags(values):
     """``{name: value}`` -> ``--name value`` flags of the vsgm CLI (booleans as --name/--no-name,
-    lists space-separated, None left out)."""
+    lists space-separated, None left out), sorted by name: Snakemake compares params as strings, so the
+    order of keys in a config must not look like a change."""
     parts = []
-    for name, value in values.items():
+    for name, value in sorted(values.items()):
         if value is None:
             continue
         if isinstance(value, bool):
@@ -368,11 +369,7 @@ def get_train_params(wildcards):
     flags.update(config["sde"])
     flags.update({k: v for k, v in train.items() if k not in ("max_images", "wandb")})
     flags["no_wandb"] = not train["wandb"]
-    # the progress grids drawn during training
-    flags.update(
-        num_steps=config["sample"]["num_steps"],
-        num_samples=config["sample"]["num_samples"],
-    )
+    # the progress grids take vsgm train's own sampling defaults: a sample: setting must not retrain
     return cli_flags(flags)
 
 
