@@ -14,7 +14,7 @@ import enum
 import math
 import time
 import warnings
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torchdiffeq import odeint
@@ -192,13 +192,15 @@ def solve_ode(drift, state: torch.Tensor | tuple[torch.Tensor, ...], start: floa
 
 
 class Counted:
-    """Wrap a score function to count its evaluations."""
+    """Wrap a score function to count its evaluations (and call ``tick`` on each, e.g. a progress bar's)."""
 
-    def __init__(self, fn: ScoreFn):
-        self.fn, self.calls = fn, 0
+    def __init__(self, fn: ScoreFn, tick: Callable[[], Any] | None = None):
+        self.fn, self.calls, self.tick = fn, 0, tick
 
     def __call__(self, x, t):
         self.calls += 1
+        if self.tick is not None:
+            self.tick()
         return self.fn(x, t)
 
 

@@ -12,17 +12,9 @@ from tqdm.auto import tqdm
 
 from .io import atomic_path, write_json
 from .models import TrainedModel
-from .samplers import SamplerSpec, sample
-from .score import ScoreFn, make_score_fn
+from .samplers import Counted, SamplerSpec, sample
+from .score import make_score_fn
 from .viz import save_image_grid
-
-
-def counted(score: ScoreFn, bar: tqdm) -> ScoreFn:
-    """The score function, ticking ``bar`` once per evaluation."""
-    def ticking(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        bar.update(1)
-        return score(x, t)
-    return ticking
 
 
 def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: int, num_steps: int,
@@ -48,7 +40,7 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
             y = (torch.arange(start, start + n, device=device) % model.options["n_classes"])
         score = make_score_fn(model.net, model.sde, y=y, cfg=cfg, null_label=model.null_label)
         if progress:
-            score = counted(score, bar)
+            score = Counted(score, tick=bar.update)
         shape = (n, model.input_channels, *([model.input_size] * dims))
         res = sample(score, model.sde, shape, spec, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
                      generator=g, device=device)
