@@ -9,7 +9,7 @@ from torch import nn
 from vsgm.losses import dsm_loss, expected_oracle_loss
 from vsgm.metrics import auroc
 from vsgm.models import TrainedModel
-from vsgm.ood import FeatureConfig, compute_features, fit_split, score_table
+from vsgm.ood import FeatureConfig, FisherScorer, KNNScorer, compute_features, fit_split, score_table, tail_p_values
 from vsgm.options import defaults
 from vsgm.sde import VESDE
 from vsgm.tables import OOD, SANITY, pair_table
@@ -67,10 +67,41 @@ def test_msma_detects_outliers_in_both_directions_loss_only_one():
 
     assert a("msma", "narrow") > 0.95 and a("msma", "wide") > 0.95
     assert a("msma_knn", "narrow") > 0.95 and a("msma_knn", "wide") > 0.95
+    assert a("fisher", "narrow") > 0.95 and a("fisher", "wide") > 0.95
     assert a("loss", "wide") > 0.9
     assert a("loss", "narrow") < 0.2  # simpler outliers look *more* in-distribution to the seed's loss
     # same distribution: chance
     assert abs(auroc(scores["test"]["msma"].to_numpy(), scores["train"]["msma"].to_numpy()) - 0.5) < 0.1
+
+
+def test_tail_p_values_count_the_reference_at_or_above():
+    assert tail_p_values(np.array([3.0, 1.0, 2.0]), np.array([0.0, 2.0, 3.5])).tolist() == [1.0, 0.75, 0.25]
+
+
+def gaussian_features(n, seed, levels=5, times=5):
+    rng = np.random.default_rng(seed)
+    cols = {f"norm_{i}": rng.normal(size=n) for i in range(levels)}
+    cols.update({f"loss_t{i}": rng.gamma(4.0, size=n) for i in range(times)})
+    return pd.DataFrame({"index": np.arange(n), **cols})
+
+
+def test_calibrated_p_values_of_new_in_distribution_images_are_uniform():
+    """The kNN distance is calibrated leave-one-out: scoring the training vectors themselves would count each
+    as its own nearest neighbour, make the reference too small and flag about a third of new in-distribution
+    images at the 10% level."""
+    train, fresh = gaussian_features(1000, 0), gaussian_features(4000, 1)
+    knn = KNNScorer().fit(train)
+    p_knn = tail_p_values(knn.training_scores(), knn.score(fresh))
+    fisher = FisherScorer().fit(train)
+    p_loss = tail_p_values(fisher.reference[0], fisher.loss.score(fresh))
+    def tolerance(level):  # 4 standard errors of a share, with the reference's own sampling error
+        return 4 * (level * (1 - level) * (1 / len(train) + 1 / len(fresh))) ** 0.5
+
+    for p in (p_knn, p_loss):
+        for level in (0.1, 0.5):
+            assert abs((p <= level).mean() - level) < tolerance(level)
+    # Fisher's statistic of two independent uniform p-values is chi-squared with 4 degrees of freedom
+    assert abs((fisher.score(fresh) > 9.488).mean() - 0.05) < tolerance(0.05)  # chi2(4) 95% point
 
 
 def test_features_are_deterministic_and_checked():

@@ -85,3 +85,10 @@ def test_sweep_on_a_trained_model(tiny_model, digits_train):
     assert list(zip(table.sampler, table.num_steps.fillna(0), table.nfe)) == [
         ("em", 2, 2), ("em", 4, 4), ("ode-bosh3", 0, table.nfe.iloc[2])]
     assert table.fd.notna().all() and (table.fd >= 0).all()
+
+
+def test_scorers_are_listed_in_the_registrys_order_and_unknown_ones_last():
+    from vsgm.tables import scorer_order
+
+    assert scorer_order(["zeta", "fisher", "msma_knn", "loss", "fisher", "alpha"]) == [
+        "loss", "msma_knn", "fisher", "alpha", "zeta"]

@@ -16,6 +16,10 @@ Scorers (a registry; higher = more out-of-distribution, never flipped):
 - ``msma_knn``: mean distance to the k nearest in-distribution training vectors (the KD-tree
   variant of MSMA, their best): no density assumption, stronger where the feature cloud is
   not Gaussian.
+- ``fisher``: Fisher's combination of ``loss`` and ``msma_knn`` (Bergamin et al., AISTATS 2022): each
+  becomes a p-value against the in-distribution training images, and the score is
+  -2 (log p_loss + log p_knn). It keeps the loss's view of outliers that are too complex and the
+  multi-scale distance's view of those that are too simple.
 - ``bpd``: bits/dim (higher = less likely).
 """
 
@@ -68,7 +72,8 @@ class FeatureConfig:
 
     def nfe(self) -> dict[str, int]:
         """Network evaluations per image for each scorer."""
-        return {"loss": len(self.loss_times) * self.n_draws, "msma": self.levels, "msma_knn": self.levels,
+        loss = len(self.loss_times) * self.n_draws
+        return {"loss": loss, "msma": self.levels, "msma_knn": self.levels, "fisher": loss + self.levels,
                 "bpd": 4 * self.bpd_steps * 2 if self.bpd else 0}  # rk4: 4 per step; vjp ~ 2 forwards
 
 
@@ -241,15 +246,54 @@ class KNNScorer:
 
     def fit(self, train: pd.DataFrame) -> "KNNScorer":
         x = train[_cols(train, "norm_")].to_numpy()
+        if len(x) < 2:
+            raise ValueError("the msma_knn scorer needs at least two in-distribution training images")
         self.scaler = StandardScaler().fit(x)
-        self.index = NearestNeighbors(n_neighbors=min(self.k, len(x))).fit(self.scaler.transform(x))
+        self.index = NearestNeighbors(n_neighbors=min(self.k, len(x) - 1)).fit(self.scaler.transform(x))
         return self
+
+    def training_scores(self) -> np.ndarray:
+        """Each training vector's score leave-one-out (its distance to the others): distributed as a new
+        in-distribution image's score, where scoring the training vectors themselves would count each as its
+        own nearest neighbour."""
+        if self.index is None:
+            raise RuntimeError("fit the msma_knn scorer on in-distribution training features first")
+        dist, _ = self.index.kneighbors()
+        return dist.mean(1)
 
     def score(self, df: pd.DataFrame) -> np.ndarray:
         if self.index is None:
             raise RuntimeError("fit the msma_knn scorer on in-distribution training features first")
         dist, _ = self.index.kneighbors(self.scaler.transform(df[_cols(df, "norm_")].to_numpy()))
         return dist.mean(1)
+
+
+def tail_p_values(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Conformal p-values of ``scores`` against in-distribution ``reference`` scores: (1 + #{ref >= s}) / (n + 1),
+    uniform for a new in-distribution image, small for an outlier."""
+    ref = np.sort(reference)
+    return (1 + len(ref) - np.searchsorted(ref, scores, side="left")) / (len(ref) + 1)
+
+
+class FisherScorer:
+    """Fisher's method over the seed's one-sided loss and the two-sided multi-scale distance (Bergamin et al.,
+    "Model-agnostic out-of-distribution detection using combined statistical tests", AISTATS 2022).
+
+    Both scores are calibrated on the in-distribution training images only (the loss as it is, the
+    nearest-neighbour distance leave-one-out), and the outlier score is -2 (log p_loss + log p_knn).
+    """
+
+    name = "fisher"
+
+    def fit(self, train: pd.DataFrame) -> "FisherScorer":
+        self.loss, self.knn = LossScorer().fit(train), KNNScorer().fit(train)
+        self.reference = (self.loss.score(train), self.knn.training_scores())
+        return self
+
+    def score(self, df: pd.DataFrame) -> np.ndarray:
+        p_loss = tail_p_values(self.reference[0], self.loss.score(df))
+        p_knn = tail_p_values(self.reference[1], self.knn.score(df))
+        return -2 * (np.log(p_loss) + np.log(p_knn))
 
 
 class BPDScorer:
@@ -265,12 +309,12 @@ class BPDScorer:
 
 
 SCORERS: dict[str, Callable[[], object]] = {"loss": LossScorer, "msma": MSMAScorer, "msma_knn": KNNScorer,
-                                              "bpd": BPDScorer}
+                                              "fisher": FisherScorer, "bpd": BPDScorer}
 
 
 def available_scorers(features: pd.DataFrame) -> list[str]:
     """The scorers whose features are present in a feature table."""
-    names = ["loss", "msma", "msma_knn"]
+    names = ["loss", "msma", "msma_knn", "fisher"]
     return names + (["bpd"] if "bpd" in features.columns else [])
 
 

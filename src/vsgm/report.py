@@ -11,7 +11,7 @@ import pandas as pd
 
 from .io import write_table, write_text
 from .sweep import cost_to_quality
-from .tables import auroc_markdown, auroc_matrix, collect_pairs, solvers_table
+from .tables import auroc_markdown, auroc_matrix, collect_pairs, scorer_order, solvers_table
 from .viz import montage, plot_auroc_heatmap, plot_quality_vs_nfe
 
 OUTPUTS = ("auroc.csv", "auroc.md", "auroc.png", "solvers.csv", "samples.png")
@@ -41,7 +41,7 @@ def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str
     long = collect_pairs(pair_csvs)
     write_table(out / "auroc.csv", long)
     write_text(out / "auroc.md", auroc_markdown(long))
-    scorers = sorted(long["scorer"].unique())
+    scorers = scorer_order(long["scorer"])
     plot_auroc_heatmap({s: auroc_matrix(long, s) for s in scorers}, out / "auroc.png",
                        title="AUROC: in-distribution (rows) vs outliers (columns)")
     write_table(out / "solvers.csv", solvers_table(sample_jsons, quality_jsons))

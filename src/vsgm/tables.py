@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import ood_metrics
+from .ood import SCORERS
 
 PAIR_COLUMNS = ["model", "in", "out", "comparison", "scorer", "auroc", "auroc_lo", "auroc_hi", "aupr_in", "aupr_out",
                 "fpr95", "n_in", "n_out", "nfe"]
@@ -60,6 +61,13 @@ def collect_pairs(paths: Iterable[str | Path]) -> pd.DataFrame:
     return df.drop_duplicates(subset=["model", "out", "comparison", "scorer"]).reset_index(drop=True)
 
 
+def scorer_order(names: Iterable[str]) -> list[str]:
+    """Scorers in the registry's order (the seed's loss first, the combinations after what they combine);
+    unknown names last, alphabetically."""
+    order = list(SCORERS)
+    return sorted(set(names), key=lambda s: (order.index(s) if s in order else len(order), s))
+
+
 def auroc_matrix(long: pd.DataFrame, scorer: str) -> pd.DataFrame:
     """In-distribution x outlier AUROC matrix for one scorer (outlier pairs only)."""
     sub = long[(long["scorer"] == scorer) & (long["comparison"] == OOD)]
@@ -72,7 +80,7 @@ def auroc_markdown(long: pd.DataFrame) -> str:
     ood = long[long["comparison"] == OOD]
     best = ood.loc[ood.groupby(["model", "out"])["auroc"].idxmax(), ["model", "out", "scorer"]]
     best_set = set(map(tuple, best.to_numpy()))
-    for scorer in sorted(long["scorer"].unique()):
+    for scorer in scorer_order(long["scorer"]):
         mat = auroc_matrix(long, scorer)
         sanity = long[(long["scorer"] == scorer) & (long["comparison"] == SANITY)].set_index("model")["auroc"]
         nfe = long.loc[long["scorer"] == scorer, "nfe"].dropna()
