@@ -218,10 +218,10 @@ def cmd_quality(args: argparse.Namespace) -> None:
               "n_samples": len(samples),
               "n_reference": len(ref), "fd": sample_fd(clf, samples, ref)}
     if args.train_reference:
-        train = normalise(load_prepared(args.train_reference).images)
+        train = load_prepared(args.train_reference).images
         # the distance a perfect sampler would get with this many samples: real training images vs test
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: len(samples)]
-        result["fd_test_vs_train"] = sample_fd(clf, train[idx], ref)
+        result["fd_test_vs_train"] = sample_fd(clf, normalise(train[idx]), ref)
     write_json(args.out, result)
     print(f"{result['sampler']}: FD {result['fd']:.3f} -> {args.out}")
 
