@@ -85,6 +85,29 @@ def test_entry_values(name, channels, size, classes, train, test):
     assert (info.split_name("train"), info.split_name("test")) == (train, test)
 
 
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_split_sizes_are_known(name):
+    info = get_info(name)
+    assert info.split_images("train") >= 1 and info.split_images("test") >= 1
+    assert (info.split_images("train"), info.split_images("test")) == (info.train_images, info.test_images)
+
+
+@pytest.mark.parametrize("name", EMBEDDED_DATASETS)
+def test_split_sizes_of_embedded_sets_are_what_their_readers_return(name):
+    for split in ("train", "test"):
+        images, labels = EMBEDDED_READERS[name](split, 8)
+        assert len(images) == len(labels) == get_info(name).split_images(split)
+
+
+@pytest.mark.parametrize("name", [n for n, i in REGISTRY.items() if i.source is Source.MEDMNIST])
+def test_split_sizes_of_medmnist_sets_are_medmnists(name):
+    from medmnist import INFO
+
+    counts = INFO[name]["n_samples"]
+    assert (get_info(name).split_images("train"), get_info(name).split_images("test")) == (
+        counts["train"], counts["test"])
+
+
 def test_every_downloadable_source_has_a_downloader():
     for info in REGISTRY.values():
         if info.source is not Source.EMBEDDED and info.downloadable:

@@ -1,5 +1,7 @@
 import itertools
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -115,6 +117,13 @@ def test_no_recomputation_unless_asked():
 def test_impossible_configs_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         make(**kw)
+
+
+def test_the_checks_import_no_torch():
+    """The workflow runs UNetConfig.validate on a config before any job (and in every cluster job)."""
+    code = ("import sys; from vsgm.unet_config import UNetConfig; UNetConfig().validate(); "
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_head_sizes_are_checked_only_where_attention_is():

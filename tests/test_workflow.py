@@ -69,6 +69,12 @@ def test_default_workflow_profile_is_picked_up(wf):
     ("sample", {"num_steps": 0}, ["sample.num_steps"]),                     # out of range
     ("samplers", ["em", "ode-rk5"], ["samplers", "ode-rk5"]),              # unknown sampler
     ("samplers", [], ["samplers"]),                                          # nothing to sample with
+    ("ood", {"sets": []}, ["ood.sets"]),                                     # nothing to score against
+    ("models", {m: {"size": 8, "channels": 1, "ood": [m]} for m in ("digits", "photos")},
+     ["ood.sets", "models.*.ood", "no pair"]),                               # each model only against itself
+    ("unet", {"attention_resolutions": [3]}, ["unet", "attention_resolutions [3]"]),  # not a downsample rate
+    ("unet", {"attention_resolutions": [4]}, ["unet", "attention_resolutions [4]"]),  # beyond channel_mult [1, 2]
+    ("unet", {"channel_mult": [1, 2, 2, 2, 2]}, ["unet", "image size 8"]),  # 8 px cannot be halved 4 times
     ("datasets", {"digits": {"dataset": "digitz"}}, ["datasets.digits.dataset", "digitz"]),
     ("models", {"mnist": {"size": 8, "channels": 1}}, ["models.mnist"]),     # not a dataset key
     ("bogus", {"x": 1}, ["bogus"]),                                          # unknown top-level key
@@ -142,6 +148,36 @@ def test_benchmark_target_resolves_to_exactly_what_it_needs(wf):
     got = job_set(jobs)
     expected = pair_jobs("svhn", "cifar10", train_splits=("train", "trainsub"))
     assert got == expected
+
+
+# config/benchmark.yaml at 32x32 RGB: places365's train-standard split (1,803,460 images) as uint8;
+# test splits are capped at 10,000 images
+PLACES_TRAIN_MB = 1_803_460 * 3 * 32 * 32 / 1e6
+MEMORY_TARGETS = ["resources/prepared/{m}/{m}_test.safetensors", "results/{m}/classifier.safetensors",
+                  "results/{m}/quality/em.json", "results/{m}/features/test.parquet"]
+HOLDING_RULES = {"data_prepare": 4000, "train_model": 8000, "sample_classifier": 4000, "sample_quality": 4000,
+                 "ood_features": 4000}  # the rules that hold a prepared split, and their default mem_mb
+
+
+def test_memory_requests_grow_with_the_dataset_and_no_profile_replaces_them(wf):
+    targets = [t.format(m=m) for m in ("places365", "mnist") for t in MEMORY_TARGETS]
+    jobs = [j for j in dry_run(wf, *targets, "--configfile", "config/benchmark.yaml") if j.rule in HOLDING_RULES]
+    mem = {(j.rule, j.wc("model"), j.wc("split")): int(j.resource("mem_mb")) for j in jobs}
+    assert len(mem) == len(jobs) == 2 * (len(HOLDING_RULES) + 1)  # a train and a test split each
+    # places365's train split: vsgm prepare holds the decoded and the converted images; training, the
+    # classifier and the quality job (beside the test split) hold them as uint8
+    assert mem["data_prepare", "places365", "train"] > 2 * PLACES_TRAIN_MB
+    for rule in ("train_model", "sample_classifier", "sample_quality"):
+        assert mem[rule, "places365", None] > PLACES_TRAIN_MB, rule
+    # a small dataset, and the capped test split of a big one, keep the rules' defaults
+    assert mem["data_prepare", "places365", "test"] == mem["ood_features", "places365", None] == 4000
+    assert {r: m for (r, model, _), m in mem.items() if model == "mnist"} == HOLDING_RULES
+    # the cluster profiles set mem_mb for none of these rules: the same requests go to the cluster
+    for profile in ("slurm", "cluster-generic"):
+        submitted = dry_run(wf, *targets, "--profile", f"profiles/{profile}", "--configfile", "config/benchmark.yaml")
+        got = {(j.rule, j.wc("model"), j.wc("split")): int(j.resource("mem_mb"))
+               for j in submitted if j.rule in HOLDING_RULES}
+        assert got == mem, profile
 
 
 # -- real runs of config/test.yaml -------------------------------------------------------------------

@@ -56,32 +56,44 @@ class PlannedJob:
 
     rule: str
     wildcards: tuple[tuple[str, str], ...]
+    resources: tuple[tuple[str, str], ...] = ()
 
     def wc(self, name: str) -> str | None:
         return dict(self.wildcards).get(name)
 
+    def resource(self, name: str) -> str | None:
+        return dict(self.resources).get(name)
+
 
 _RULE = re.compile(r"^(?:local)?rule (\w+):\s*$")
 _WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+_RESOURCES = re.compile(r"^\s+resources: (.*)$")
+
+
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple(tuple(kv.split("=", 1)) for kv in text.split(", "))
 
 
 def dry_run(workdir: Path, *args: str, timeout: float = 300) -> list[PlannedJob]:
-    """The jobs ``snakemake -n ARGS`` would run (rule and wildcards), failing on a non-zero exit."""
+    """The jobs ``snakemake -n ARGS`` would run (rule, wildcards, resources), failing on a non-zero exit."""
     proc = snakemake(workdir, "--dry-run", "--cores", "1", *args, timeout=timeout, check=True)
     jobs: list[PlannedJob] = []
-    rule, wildcards = None, ()
+    rule, wildcards, resources = None, (), ()
     for line in proc.stdout.splitlines() + [""]:
         m = _RULE.match(line)
         if m:
             if rule is not None:
-                jobs.append(PlannedJob(rule, wildcards))
-            rule, wildcards = m.group(1), ()
+                jobs.append(PlannedJob(rule, wildcards, resources))
+            rule, wildcards, resources = m.group(1), (), ()
             continue
         m = _WILDCARDS.match(line)
         if m and rule is not None:
-            wildcards = tuple(tuple(kv.split("=", 1)) for kv in m.group(1).split(", "))
+            wildcards = _pairs(m.group(1))
+        m = _RESOURCES.match(line)
+        if m and rule is not None:
+            resources = _pairs(m.group(1))
     if rule is not None:
-        jobs.append(PlannedJob(rule, wildcards))
+        jobs.append(PlannedJob(rule, wildcards, resources))
     return jobs
 
 

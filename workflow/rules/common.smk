@@ -1,9 +1,11 @@
-"""Shared helpers of the workflow: config checks, wildcard constraints, paths, input functions.
+"""Shared helpers of the workflow: config checks, wildcard constraints, paths, input functions
+and memory requests.
 
 Rules hold no logic: every input, flag string and target list comes from a function here.
 """
 
 import copy
+import math
 import re
 import shlex
 
@@ -18,6 +20,7 @@ from vsgm.data.registry import (
     medmnist_size,
     native_size,
 )
+from vsgm.unet_config import UNetConfig
 
 SCHEMA = "../schemas/config.schema.yaml"
 PREPARED = "resources/prepared"
@@ -183,8 +186,29 @@ def check_config(config):
                 missing = [s for s in sets if s not in config["datasets"]]
                 if missing:
                     problems.append(f"{where}: {missing} not keys of datasets")
+    if not problems and not any(ood_sets(m) for m in config["models"]):
+        problems.append(
+            "ood.sets / models.*.ood: no model is left with an out-of-distribution set (a model's "
+            "own set and the sets sharing its images are left out), so there is no pair to score"
+        )
+    problems += _unet_problems(config)
     if problems:
         raise WorkflowError(f"invalid config: {'; '.join(problems)}")
+
+
+def _unet_problems(config):
+    """What the UNet would refuse when a model is built (vsgm.unet_config.UNetConfig.validate),
+    one line per message with the models it applies to."""
+    models = {}
+    for model, space in config["models"].items():
+        unet = UNetConfig(
+            image_size=space["size"], in_channels=space["channels"], **config["unet"]
+        )
+        try:
+            unet.validate()
+        except ValueError as err:
+            models.setdefault(str(err), []).append(f"models.{model}")
+    return [f"unet for {', '.join(m)}: {message}" for message, m in models.items()]
 
 
 def cli_flags(values):
@@ -292,13 +316,18 @@ def prepared(model, key, split):
     return f"{PREPARED}/{model}/{key}_{split}.safetensors"
 
 
+def set_split(model, set_):
+    """The dataset key and split a feature set of a model is computed on."""
+    if set_ == "train" and config["features"]["max_train_images"] is not None:
+        return model, TRAIN_SUBSET
+    if set_ in OWN_SETS:
+        return model, set_
+    return set_, "test"
+
+
 def set_data(model, set_):
     """The prepared file a feature set of a model is computed on."""
-    if set_ == "train" and config["features"]["max_train_images"] is not None:
-        return prepared(model, model, TRAIN_SUBSET)
-    if set_ in OWN_SETS:
-        return prepared(model, model, set_)
-    return prepared(model, set_, "test")
+    return prepared(model, *set_split(model, set_))
 
 
 def model_file(model):
@@ -412,6 +441,103 @@ def get_sample_params(wildcards):
     }
     flags["seed"] = config["seed"]
     return cli_flags(flags)
+
+
+# -- memory -------------------------------------------------------------------------------------
+# The rules that hold prepared images ask for mem_mb by the dataset: the bytes their command keeps
+# in memory at once, from the images of the split (the registry's count, capped as the config caps
+# it; a class filter is not counted, it only removes images) and their size, never less than the
+# rule's default (its floor). A profile that sets mem_mb for one of these rules replaces this.
+
+MB = 1_000_000
+# python, torch and vsgm before any data (about 700 MiB on a CPU)
+RUNTIME_MB = 1000
+# the same with the CUDA libraries and context, for the rules that a profile puts on a GPU (an
+# allowance, not measured)
+CUDA_RUNTIME_MB = 3000
+# per image of an image folder: its path, its label and its decoding task (about 2.3 kB)
+LISTING_BYTES = 2500
+# bytes per pixel of images held as uint8 and as the float32 copy of vsgm.data.loader.normalise
+FLOAT_COPY = 5
+
+
+def _split_images(key, split, capped=True):
+    """At most how many images a prepared split of a dataset key holds (None: not known)."""
+    count = get_info(registry_name(key)).split_images(
+        "train" if split == TRAIN_SUBSET else split
+    )
+    cap = split_selection(split)["max_images"] if capped else None
+    if count is None or cap is None:
+        return count if cap is None else cap
+    return min(count, cap)
+
+
+def _pixels(model):
+    """Bytes of one uint8 image in a model's space."""
+    space = config["models"][model]
+    return space["channels"] * space["size"] ** 2
+
+
+def _split_bytes(model, key, split, per_pixel=1):
+    """Bytes of a prepared split held in memory (uint8, or per_pixel bytes per pixel); 0 when unknown."""
+    return (_split_images(key, split) or 0) * _pixels(model) * per_pixel
+
+
+def prepare_bytes(wildcards):
+    """vsgm prepare: the raw split (the library's arrays and the images picked from them, or the
+    folder's listing and the decoded images) and the converted images, held together."""
+    name, space = registry_name(wildcards.key), config["models"][wildcards.model]
+    info = get_info(name)
+    total = _split_images(wildcards.key, wildcards.split, capped=False) or 0
+    kept = _split_images(wildcards.key, wildcards.split) or 0
+    bottleneck = native_size(registry_name(wildcards.model), space["size"])
+    load = space["size"] if bottleneck is None else min(space["size"], bottleneck)
+    if any(f.endswith("/") for f in info.files()):
+        # image folders: listed whole, the kept images decoded to RGB at load
+        raw = total * LISTING_BYTES + kept * 3 * load**2
+    else:
+        # arrays: the whole split at its stored size (generated sets: at load) and a contiguous
+        # copy (CIFAR, SVHN), then the kept images picked from it
+        side = native_size(name, load) or load
+        raw = (2 * total + kept) * info.channels * side**2
+    return raw + _split_bytes(wildcards.model, wildcards.key, wildcards.split)
+
+
+def train_bytes(wildcards):
+    """vsgm train: the training split, uint8, in each process (one per GPU of the job)."""
+    return _split_bytes(wildcards.model, wildcards.model, "train")
+
+
+def classifier_bytes(wildcards):
+    """vsgm classifier: the training split, uint8 (converted to float a batch at a time)."""
+    return _split_bytes(wildcards.model, wildcards.model, "train")
+
+
+def quality_bytes(wildcards):
+    """vsgm quality: the test split as float32 (loaded as uint8 first) and the training split as uint8
+    (only the few images it compares are converted)."""
+    return _split_bytes(
+        wildcards.model, wildcards.model, "test", FLOAT_COPY
+    ) + _split_bytes(wildcards.model, wildcards.model, "train")
+
+
+def sweep_bytes(wildcards):
+    """vsgm sweep: the test split as float32 (loaded as uint8 first)."""
+    return _split_bytes(wildcards.model, wildcards.model, "test", FLOAT_COPY)
+
+
+def features_bytes(wildcards):
+    """vsgm features: the set's prepared split, uint8."""
+    return _split_bytes(wildcards.model, *set_split(wildcards.model, wildcards.set))
+
+
+def mem_mb_for(held, floor, runtime_mb=RUNTIME_MB):
+    """A mem_mb function of the wildcards: runtime_mb plus the bytes held(wildcards), at least floor."""
+
+    def estimate(wildcards):
+        return max(floor, runtime_mb + math.ceil(held(wildcards) / MB))
+
+    return estimate
 
 
 def get_classifier_input(wildcards):

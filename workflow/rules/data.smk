@@ -31,7 +31,7 @@ rule data_prepare:
     conda:
         "../envs/vsgm.yaml"
     resources:
-        mem_mb=4000,
+        mem_mb=mem_mb_for(prepare_bytes, floor=4000),
         runtime=60,
     params:
         flags=get_prepare_params,

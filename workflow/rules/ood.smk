@@ -23,7 +23,7 @@ rule ood_features:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=4000,
+        mem_mb=mem_mb_for(features_bytes, floor=4000, runtime_mb=CUDA_RUNTIME_MB),
         runtime=120,
     params:
         flags=get_features_params,

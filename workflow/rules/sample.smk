@@ -51,7 +51,7 @@ rule sample_classifier:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=4000,
+        mem_mb=mem_mb_for(classifier_bytes, floor=4000),
         runtime=120,
     params:
         seed=config["seed"],
@@ -73,7 +73,7 @@ rule sample_quality:
         "../envs/vsgm.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=mem_mb_for(quality_bytes, floor=4000),
         runtime=60,
     shell:
         "vsgm quality --classifier {input.classifier} --samples {input.samples}"
@@ -101,7 +101,7 @@ rule sample_sweep:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=4000,
+        mem_mb=mem_mb_for(sweep_bytes, floor=4000, runtime_mb=CUDA_RUNTIME_MB),
         runtime=240,
     params:
         flags=get_sweep_params,

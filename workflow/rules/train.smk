@@ -4,6 +4,10 @@
 # it when rerun with the same options. One thread by default: on a CPU, jobs side by side beat
 # several OpenMP threads per job (2 threads on 2 busy cores measured 20x slower than 1).
 # GPU profiles raise it.
+# The progress grids (results/{model}/progress/epoch_NNNN.png, every train.sample_and_save_freq
+# epochs but the last) are not outputs, like the resume file: Snakemake deletes a job's outputs
+# when it fails and again before it reruns, so a training resumed after a kill would keep only
+# the grids drawn after the kill (and a run of no more epochs than the frequency draws none).
 
 
 rule train_model:
@@ -27,7 +31,7 @@ rule train_model:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=8000,
+        mem_mb=mem_mb_for(train_bytes, floor=8000, runtime_mb=CUDA_RUNTIME_MB),
         runtime=240,
     params:
         launch=get_launch_params,

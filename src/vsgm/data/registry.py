@@ -66,6 +66,9 @@ class DatasetInfo:
         train_files: files/directories (ending in ``/``) the library needs to read ``"train"``,
             relative to the dataset directory; ``{suffix}`` is the medmnist size suffix.
         test_files: the same for ``"test"``.
+        train_images: images in ``"train"`` as distributed (the workflow sizes its memory requests
+            by it; a folder filled by hand may hold fewer); ``None`` where unknown.
+        test_images: the same for ``"test"``.
         url: where the data can be obtained (for error messages).
         library_root_is_parent: the library appends the dataset's name itself (DTD), so it is
             given the data root instead of the dataset directory.
@@ -83,6 +86,8 @@ class DatasetInfo:
     test_split: str = "test"
     train_files: tuple[str, ...] = ()
     test_files: tuple[str, ...] = ()
+    train_images: int | None = None
+    test_images: int | None = None
     url: str = ""
     library_root_is_parent: bool = False
     downloadable: bool = True
@@ -99,6 +104,11 @@ class DatasetInfo:
         """
         check_split(split)
         return self.train_split if split == "train" else self.test_split
+
+    def split_images(self, split: str) -> int | None:
+        """Images in ``"train"`` or ``"test"`` as distributed (``None`` where unknown)."""
+        check_split(split)
+        return self.train_images if split == "train" else self.test_images
 
     def files(self, split: str | None = None, size: int | None = None) -> tuple[str, ...]:
         """Files expected on disk for ``split`` (both splits when ``None``).
@@ -131,7 +141,7 @@ _CIFAR100_FILES = tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta
 _TINY = "tiny-imagenet-200"
 
 
-def _medmnist(name: str, num_classes: int, description: str) -> DatasetInfo:
+def _medmnist(name: str, num_classes: int, train_images: int, test_images: int, description: str) -> DatasetInfo:
     return DatasetInfo(
         name=name,
         source=Source.MEDMNIST,
@@ -141,12 +151,15 @@ def _medmnist(name: str, num_classes: int, description: str) -> DatasetInfo:
         num_classes=num_classes,
         train_files=(f"{name}{{suffix}}.npz",),
         test_files=(f"{name}{{suffix}}.npz",),
+        train_images=train_images,
+        test_images=test_images,
         url="https://zenodo.org/records/10519652",
         description=description,
     )
 
 
-def _embedded(name: str, channels: int, native_size: int | None, num_classes: int, description: str) -> DatasetInfo:
+def _embedded(name: str, channels: int, native_size: int | None, num_classes: int, train_images: int,
+              test_images: int, description: str) -> DatasetInfo:
     return DatasetInfo(
         name=name,
         source=Source.EMBEDDED,
@@ -154,6 +167,8 @@ def _embedded(name: str, channels: int, native_size: int | None, num_classes: in
         channels=channels,
         native_size=native_size,
         num_classes=num_classes,
+        train_images=train_images,
+        test_images=test_images,
         description=description,
     )
 
@@ -170,6 +185,8 @@ REGISTRY: dict[str, DatasetInfo] = {
             num_classes=10,
             train_files=_mnist_files("MNIST"),
             test_files=_mnist_files("MNIST"),
+            train_images=60_000,
+            test_images=10_000,
             url="https://ossci-datasets.s3.amazonaws.com/mnist/",
             description="handwritten digits",
         ),
@@ -182,6 +199,8 @@ REGISTRY: dict[str, DatasetInfo] = {
             num_classes=10,
             train_files=_mnist_files("FashionMNIST"),
             test_files=_mnist_files("FashionMNIST"),
+            train_images=60_000,
+            test_images=10_000,
             url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             description="Zalando clothing items",
         ),
@@ -194,6 +213,8 @@ REGISTRY: dict[str, DatasetInfo] = {
             num_classes=10,
             train_files=_CIFAR10_FILES,
             test_files=_CIFAR10_FILES,
+            train_images=50_000,
+            test_images=10_000,
             url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
             description="10 classes of natural images",
         ),
@@ -206,6 +227,8 @@ REGISTRY: dict[str, DatasetInfo] = {
             num_classes=100,
             train_files=_CIFAR100_FILES,
             test_files=_CIFAR100_FILES,
+            train_images=50_000,
+            test_images=10_000,
             url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
             description="100 classes of natural images (fine labels)",
         ),
@@ -218,6 +241,8 @@ REGISTRY: dict[str, DatasetInfo] = {
             num_classes=10,
             train_files=("train_32x32.mat",),
             test_files=("test_32x32.mat",),
+            train_images=73_257,
+            test_images=26_032,
             url="http://ufldl.stanford.edu/housenumbers/",
             description="street view house numbers (digit 0 has label 0)",
         ),
@@ -232,6 +257,8 @@ REGISTRY: dict[str, DatasetInfo] = {
             test_split="val",
             train_files=("categories_places365.txt", "places365_train_standard.txt", "data_256_standard/"),
             test_files=("categories_places365.txt", "places365_val.txt", "val_256/"),
+            train_images=1_803_460,
+            test_images=36_500,
             url="http://data.csail.mit.edu/places/places365/",
             description="scenes, small (256px) images",
         ),
@@ -244,14 +271,16 @@ REGISTRY: dict[str, DatasetInfo] = {
             num_classes=47,
             train_files=("dtd/images/", "dtd/labels/train1.txt"),
             test_files=("dtd/images/", "dtd/labels/test1.txt"),
+            train_images=1_880,
+            test_images=1_880,
             url="https://www.robots.ox.ac.uk/~vgg/data/dtd/",
             library_root_is_parent=True,
             description="describable textures, partition 1",
         ),
-        _medmnist("chestmnist", 2, "chest X-rays; label 1 = any of the 14 findings, 0 = none"),
-        _medmnist("octmnist", 4, "retinal OCT scans"),
-        _medmnist("tissuemnist", 8, "kidney cortex microscopy"),
-        _medmnist("pneumoniamnist", 2, "pediatric chest X-rays, pneumonia vs normal"),
+        _medmnist("chestmnist", 2, 78_468, 22_433, "chest X-rays; label 1 = any of the 14 findings, 0 = none"),
+        _medmnist("octmnist", 4, 97_477, 1_000, "retinal OCT scans"),
+        _medmnist("tissuemnist", 8, 165_466, 47_280, "kidney cortex microscopy"),
+        _medmnist("pneumoniamnist", 2, 4_708, 624, "pediatric chest X-rays, pneumonia vs normal"),
         DatasetInfo(
             name="tinyimagenet",
             source=Source.FOLDER,
@@ -262,6 +291,8 @@ REGISTRY: dict[str, DatasetInfo] = {
             test_split="val",
             train_files=(f"{_TINY}/train/",),
             test_files=(f"{_TINY}/train/", f"{_TINY}/val/images/", f"{_TINY}/val/val_annotations.txt"),
+            train_images=100_000,
+            test_images=10_000,
             url="http://cs231n.stanford.edu/tiny-imagenet-200.zip",
             description="Tiny ImageNet, 200 classes, 64px",
         ),
@@ -275,14 +306,16 @@ REGISTRY: dict[str, DatasetInfo] = {
             test_split="val",
             train_files=("train/",),
             test_files=("train/", "val/"),
+            train_images=1_281_167,
+            test_images=50_000,
             url="https://image-net.org/",
             downloadable=False,
             description="ILSVRC-2012 in ImageFolder layout (train/<wnid>, val/<wnid>)",
         ),
-        _embedded("digits", 1, 8, 10, "scikit-learn handwritten digits, 8x8 (offline)"),
-        _embedded("photos", 3, 16, 2, "16px patches of scikit-learn's two sample photos (offline)"),
-        _embedded("noise", 3, None, 1, "uniform noise images (offline, far OOD)"),
-        _embedded("flat", 3, None, 1, "constant colour plus a smooth gradient (offline, simpler OOD)"),
+        _embedded("digits", 1, 8, 10, 1438, 359, "scikit-learn handwritten digits, 8x8 (offline)"),
+        _embedded("photos", 3, 16, 2, 4410, 1470, "16px patches of scikit-learn's two sample photos (offline)"),
+        _embedded("noise", 3, None, 1, 2000, 1000, "uniform noise images (offline, far OOD)"),
+        _embedded("flat", 3, None, 1, 2000, 1000, "constant colour plus a smooth gradient (offline, simpler OOD)"),
     )
 }
 

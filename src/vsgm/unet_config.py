@@ -1,0 +1,60 @@
+"""The UNet's options and the combinations it refuses, without torch: the workflow checks a config
+with them before any job runs (:mod:`vsgm.unet` builds the network from them)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+
+@dataclasses.dataclass
+class UNetConfig:
+    """Architecture options under their seed names (defaults are the seed's)."""
+
+    image_size: int = 32
+    in_channels: int = 1
+    model_channels: int = 64
+    num_res_blocks: int = 2
+    attention_resolutions: Sequence[int] = (4,)
+    dropout: float = 0.0
+    channel_mult: Sequence[int] = (1, 2, 2)
+    conv_resample: bool = True
+    dims: int = 2
+    num_classes: int | None = None  # n_classes + 1 when conditional (the extra label is "no label")
+    num_heads: int = 4
+    num_head_channels: int = 32
+    use_scale_shift_norm: bool = False
+    resblock_updown: bool = False
+    use_new_attention_order: bool = False
+    use_checkpoint: bool = False
+
+    def validate(self) -> None:
+        """Refuse impossible combinations with a message naming the option."""
+        if not self.channel_mult:
+            raise ValueError("channel_mult must not be empty")
+        if self.dims not in (1, 2, 3):
+            raise ValueError(f"dims must be 1, 2 or 3, got {self.dims}")
+        if self.model_channels < 1 or self.num_res_blocks < 1:
+            raise ValueError("model_channels and num_res_blocks must be >= 1")
+        if any(m < 1 for m in self.channel_mult):
+            raise ValueError(f"channel_mult entries must be >= 1, got {list(self.channel_mult)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        deepest = 2 ** (len(self.channel_mult) - 1)
+        bad = [r for r in self.attention_resolutions if r not in {2**i for i in range(len(self.channel_mult))}]
+        if bad:
+            raise ValueError(f"attention_resolutions {bad} are not downsample rates of this UNet "
+                             f"(channel_mult {list(self.channel_mult)} gives 1..{deepest})")
+        if self.image_size % deepest:
+            raise ValueError(f"image size {self.image_size} is not divisible by the UNet's total downsampling "
+                             f"{deepest} (channel_mult {list(self.channel_mult)})")
+        # the widths that get attention: the listed rates, and the middle block at the deepest level
+        widths = {self.model_channels * m for level, m in enumerate(self.channel_mult)
+                  if 2**level in self.attention_resolutions} | {self.model_channels * self.channel_mult[-1]}
+        if self.num_head_channels != -1:
+            bad_w = sorted(w for w in widths if w % self.num_head_channels)
+            if bad_w:
+                raise ValueError(f"num_head_channels {self.num_head_channels} does not divide the attention "
+                                 f"width(s) {bad_w} (model_channels {self.model_channels} x channel_mult)")
+        elif any(w % self.num_heads for w in widths):
+            raise ValueError(f"num_heads {self.num_heads} does not divide the attention width(s) {sorted(widths)}")
