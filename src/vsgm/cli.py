@@ -204,7 +204,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
     from .data import load_prepared
     from .data.loader import normalise
     from .io import write_json
-    from .quality import load_classifier, sample_fd
+    from .quality import default_inception_weights, inception_fid, load_classifier, load_inception, sample_fd
 
     clf = load_classifier(args.classifier)
     try:
@@ -217,11 +217,27 @@ def cmd_quality(args: argparse.Namespace) -> None:
     result = {"dataset": info.get("dataset"), "model": info.get("model"), "sampler": info["sampler"],
               "n_samples": len(samples),
               "n_reference": len(ref), "fd": sample_fd(clf, samples, ref)}
+    real = None
     if args.train_reference:
         train = load_prepared(args.train_reference).images
         # the distance a perfect sampler would get with this many samples: real training images vs test
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: len(samples)]
-        result["fd_test_vs_train"] = sample_fd(clf, normalise(train[idx]), ref)
+        real = normalise(train[idx])
+        result["fd_test_vs_train"] = sample_fd(clf, real, ref)
+    if args.inception_weights == "none":
+        result.update(fid_inception=None, fid_inception_note="skipped: --inception_weights none")
+    else:
+        auto = args.inception_weights == "auto"
+        weights = default_inception_weights() if auto else Path(args.inception_weights)
+        if weights.exists():
+            net = load_inception(weights)
+            result["fid_inception"] = inception_fid(net, samples, ref)
+            if real is not None:
+                result["fid_inception_test_vs_train"] = inception_fid(net, real, ref)
+        elif auto:
+            result.update(fid_inception=None, fid_inception_note=f"skipped: no Inception-v3 weights at {weights}")
+        else:
+            raise FileNotFoundError(f"--inception_weights {weights}: no such file")
     write_json(args.out, result)
     print(f"{result['sampler']}: FD {result['fd']:.3f} -> {args.out}")
 
@@ -337,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", required=True, help=".npz written by vsgm sample")
     p.add_argument("--reference", required=True, help="prepared in-distribution test split")
     p.add_argument("--train_reference", help="prepared training split: adds the real-vs-real floor")
+    p.add_argument("--inception_weights", default="auto",
+                   help="Inception-v3 weights (torchvision's state dict) for FID: a file, 'none', or 'auto' = "
+                        "torchvision's cache ($TORCH_HOME/hub/checkpoints/inception_v3_google-0cc3c7bd.pth) "
+                        "when the file is there (nothing is downloaded)")
     p.add_argument("--out", required=True, help="output .json")
     p.set_defaults(func=cmd_quality)
 

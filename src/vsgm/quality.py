@@ -1,9 +1,12 @@
-"""An offline sample-quality number: the Frechet distance in the feature space of a small classifier
-trained on the in-distribution training set (the idea of FID without Inception weights or a network)."""
+"""Sample-quality numbers. Offline: the Frechet distance in the feature space of a small classifier
+trained on the in-distribution training set (the idea of FID without Inception weights or a network).
+With Inception-v3 weights on disk: FID in Inception's 2048-d pool features, skipped with a note when
+there are none (nothing is downloaded)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,3 +87,44 @@ def features(model: SmallClassifier, x: torch.Tensor, batch_size: int = 512) -> 
 def sample_fd(model: SmallClassifier, samples: torch.Tensor, reference: torch.Tensor) -> float:
     """Frechet distance between samples and reference images (both in [-1, 1]) in classifier features."""
     return frechet_distance(features(model, samples).double().numpy(), features(model, reference).double().numpy())
+
+
+# torchvision's ImageNet weights of Inception-v3 (IMAGENET1K_V1, ported from Google's), where torch.hub keeps them
+INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
+
+
+def default_inception_weights() -> Path:
+    """Where torchvision caches its Inception-v3 weights ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+
+
+def load_inception(path: str | os.PathLike) -> nn.Module:
+    """torchvision's Inception-v3 with the weights in ``path`` (a state dict, read without unpickling objects),
+    its classifier removed: the output is the 2048-d pool feature of FID."""
+    from torchvision.models import inception_v3
+
+    net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a file that is not a state dict
+        raise ValueError(f"{path}: not Inception-v3 weights ({err})") from err
+    load_state_strict(net, state, path)
+    net.fc = nn.Identity()
+    return net.eval()
+
+
+@torch.no_grad()
+def inception_features(net: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Pool features of images in [-1, 1] (the input scale of the Google weights), gray ones repeated to RGB,
+    resized to 299x299."""
+    out = []
+    for chunk in x.split(batch_size):
+        chunk = chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk
+        out.append(net(F.interpolate(chunk.float(), size=(299, 299), mode="bilinear", align_corners=False)))
+    return torch.cat(out)
+
+
+def inception_fid(net: nn.Module, samples: torch.Tensor, reference: torch.Tensor) -> float:
+    """FID between samples and reference images (both in [-1, 1]) in Inception-v3 pool features."""
+    return frechet_distance(inception_features(net, samples).double().numpy(),
+                            inception_features(net, reference).double().numpy())

@@ -117,5 +117,7 @@ def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[st
         rows.append({"model": model, "sampler": d["sampler"], "solver": d.get("solver"),
                      "grid": d.get("grid"), "nfe": d["nfe"], "seconds": d["seconds"],
                      "samples_per_s": d["samples_per_s"], "num_samples": d["num_samples"],
-                     "fd_classifier": q.get("fd"), "fd_reference": q.get("fd_test_vs_train")})
+                     "fd_classifier": q.get("fd"), "fd_reference": q.get("fd_test_vs_train"),
+                     "fid_inception": q.get("fid_inception"),
+                     "fid_inception_reference": q.get("fid_inception_test_vs_train")})
     return pd.DataFrame(rows).sort_values(["model", "nfe", "sampler"]).reset_index(drop=True)

@@ -1,0 +1,79 @@
+"""The sample-quality numbers: the offline classifier FD, and FID in Inception-v3 features when its weights
+are on disk (a real torchvision Inception-v3 and a real state-dict file; its weights are random here, since
+nothing is downloaded in tests)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vsgm.cli import main
+from vsgm.data import load_prepared
+from vsgm.quality import inception_features, inception_fid, load_inception
+
+
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory):
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("torch_home") / "hub" / "checkpoints" / "inception_v3_google-0cc3c7bd.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=True).state_dict(), path)
+    return path
+
+
+def test_inception_fid_is_zero_for_the_same_images_and_grows_with_a_shift(inception_weights):
+    net = load_inception(inception_weights)
+    g = torch.Generator().manual_seed(0)
+    gray = torch.rand(6, 1, 8, 8, generator=g) * 2 - 1
+    feats = inception_features(net, gray, batch_size=4)
+    assert feats.shape == (6, 2048)
+    # a gray image is read as the same image in all three channels
+    assert torch.allclose(feats, inception_features(net, gray.expand(-1, 3, -1, -1)), atol=1e-5)
+    assert inception_fid(net, gray, gray) == 0.0
+    assert inception_fid(net, gray, (gray + 0.5).clamp(-1, 1)) > 0
+
+
+def test_inception_weights_must_be_a_state_dict_of_inception(tmp_path):
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="other.pth"):
+        load_inception(tmp_path / "other.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not Inception-v3 weights"):
+        load_inception(tmp_path / "junk.pth")
+
+
+def test_vsgm_quality_adds_fid_when_weights_are_on_disk_and_says_why_not(tmp_path, digits_train,
+                                                                         inception_weights, monkeypatch):
+    from vsgm.data import prepare
+
+    reference = tmp_path / "test.safetensors"  # a few test images: Inception reads each at 299x299
+    prepare("digits", "test", tmp_path / "data", reference, size=8, channels=1, max_images=12)
+    clf = tmp_path / "clf.safetensors"
+    assert main(["classifier", "--data", str(digits_train), "--out", str(clf), "--epochs", "1"]) == 0
+    images = load_prepared(digits_train).images[:8].float() / 127.5 - 1
+    np.savez(tmp_path / "s.npz", samples=images.numpy())
+    (tmp_path / "s.json").write_text(json.dumps({"sampler": "em", "dataset": "digits"}))
+
+    def quality(*extra):
+        out = tmp_path / "q.json"
+        assert main(["quality", "--classifier", str(clf), "--samples", str(tmp_path / "s.npz"),
+                     "--reference", str(reference), "--out", str(out), *extra]) == 0
+        return json.loads(out.read_text())
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))  # auto: torchvision's cache, here without weights
+    q = quality()
+    assert q["fid_inception"] is None and "no Inception-v3 weights at" in q["fid_inception_note"]
+    assert quality("--inception_weights", "none")["fid_inception"] is None
+    monkeypatch.setenv("TORCH_HOME", str(inception_weights.parents[2]))  # auto finds them
+    q = quality()
+    assert q["fid_inception"] > 0 and "fid_inception_note" not in q
+    assert quality("--inception_weights", str(inception_weights))["fid_inception"] == q["fid_inception"]
+    # with training images, also the real-vs-real floor at the same count
+    q = quality("--train_reference", str(digits_train))
+    assert q["fid_inception_test_vs_train"] > 0 and q["fd_test_vs_train"] > 0
+    assert main(["quality", "--classifier", str(clf), "--samples", str(tmp_path / "s.npz"), "--reference",
+                 str(reference), "--out", str(tmp_path / "x.json"), "--inception_weights",
+                 str(tmp_path / "missing.pth")]) != 0
