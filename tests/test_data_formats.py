@@ -193,3 +193,15 @@ def test_missing_medmnist_size_hint_names_the_size(tmp_path):
 def test_missing_imagenet_says_it_is_manual(tmp_path):
     with pytest.raises(DatasetUnavailableError, match="cannot be downloaded automatically"):
         load_split("imagenet", "train", tmp_path, size=32)
+
+
+def test_decoding_in_tasks_of_any_size_gives_the_same_images(tmp_path, monkeypatch):
+    import vsgm.data.folders as folders
+
+    WRITERS["dtd"](tmp_path / "dtd", monkeypatch)
+    paths = sorted((tmp_path / "dtd").rglob("*.jpg"))
+    assert len(paths) >= 5
+    one_by_one = np.stack([folders.decode_image(p, 16) for p in paths])
+    for chunk, threads in ((512, 1), (2, 3), (1, 2)):
+        monkeypatch.setattr(folders, "DECODE_CHUNK", chunk)
+        np.testing.assert_array_equal(folders.decode_images(paths, 16, threads=threads), one_by_one)

@@ -29,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .errors import CorruptFileError
 from .pairing import center_crop_square, resize_square
 
+DECODE_CHUNK = 512  # at most this many images per decoding task
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 TINY_DIR = "tiny-imagenet-200"
 
@@ -154,13 +156,22 @@ def decode_images(paths: Sequence[str | os.PathLike], size: int | None, threads:
     out = np.empty((len(paths), *first.shape), dtype=np.uint8)
     out[0] = first
 
-    def work(index: int) -> None:
-        image = decode_image(paths[index], size)
-        if image.shape != first.shape:
-            raise CorruptFileError(paths[index], f"size {image.shape[1:]} differs from {first.shape[1:]}: pass a size")
-        out[index] = image
+    # several tasks per thread, but never one per image (millions of futures for an ImageNet-sized folder)
+    chunk = max(1, min(DECODE_CHUNK, len(paths) // (4 * threads)))
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for _ in pool.map(work, range(1, len(paths))):
-            pass
+    def work(start: int) -> int:
+        stop = min(start + chunk, len(paths))
+        for index in range(start, stop):
+            image = decode_image(paths[index], size)
+            if image.shape != first.shape:
+                raise CorruptFileError(paths[index], f"size {image.shape[1:]} differs from {first.shape[1:]}: "
+                                       "pass a size")
+            out[index] = image
+        return stop - start
+
+    with (ThreadPoolExecutor(max_workers=threads) as pool,
+          tqdm(total=len(paths), initial=1, desc="decode", unit=" images", mininterval=2.0,
+               disable=len(paths) < 10_000) as bar):
+        for done in pool.map(work, range(1, len(paths), chunk)):
+            bar.update(done)
     return out
