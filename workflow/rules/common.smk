@@ -455,8 +455,8 @@ RUNTIME_MB = 1000
 # the same with the CUDA libraries and context, for the rules that a profile puts on a GPU (an
 # allowance, not measured)
 CUDA_RUNTIME_MB = 3000
-# per image of an image folder: its path, its label and its decoding task (about 2.3 kB)
-LISTING_BYTES = 2500
+# per image of an image folder: its path and its label (about 0.35 kB measured; an allowance)
+LISTING_BYTES = 1000
 # bytes per pixel of images held as uint8 and as the float32 copy of vsgm.data.loader.normalise
 FLOAT_COPY = 5
 
