@@ -204,7 +204,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
     from .data import load_prepared
     from .data.loader import normalise
     from .io import write_json
-    from .quality import default_inception_weights, inception_fid, load_classifier, load_inception, sample_fd
+    from .quality import inception_fid_entries, load_classifier, sample_fd
 
     clf = load_classifier(args.classifier)
     try:
@@ -224,20 +224,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: len(samples)]
         real = normalise(train[idx])
         result["fd_test_vs_train"] = sample_fd(clf, real, ref)
-    if args.inception_weights == "none":
-        result.update(fid_inception=None, fid_inception_note="skipped: --inception_weights none")
-    else:
-        auto = args.inception_weights == "auto"
-        weights = default_inception_weights() if auto else Path(args.inception_weights)
-        if weights.exists():
-            net = load_inception(weights)
-            result["fid_inception"] = inception_fid(net, samples, ref)
-            if real is not None:
-                result["fid_inception_test_vs_train"] = inception_fid(net, real, ref)
-        elif auto:
-            result.update(fid_inception=None, fid_inception_note=f"skipped: no Inception-v3 weights at {weights}")
-        else:
-            raise FileNotFoundError(f"--inception_weights {weights}: no such file")
+    result.update(inception_fid_entries(args.inception_weights, samples, ref, real))
     write_json(args.out, result)
     print(f"{result['sampler']}: FD {result['fd']:.3f} -> {args.out}")
 

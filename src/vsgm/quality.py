@@ -128,3 +128,25 @@ def inception_fid(net: nn.Module, samples: torch.Tensor, reference: torch.Tensor
     """FID between samples and reference images (both in [-1, 1]) in Inception-v3 pool features."""
     return frechet_distance(inception_features(net, samples).double().numpy(),
                             inception_features(net, reference).double().numpy())
+
+
+def inception_fid_entries(weights: str | os.PathLike, samples: torch.Tensor, reference: torch.Tensor,
+                          real: torch.Tensor | None = None) -> dict[str, Any]:
+    """The FID entries of a quality JSON: ``fid_inception`` (and ``fid_inception_test_vs_train``, the floor
+    that ``real`` training images set at the same count), or ``fid_inception`` None with the reason.
+
+    Args:
+        weights: a weights file, ``"auto"`` (torchvision's cache, if the file is there) or ``"none"``.
+    """
+    if weights == "none":
+        return {"fid_inception": None, "fid_inception_note": "skipped: --inception_weights none"}
+    path = default_inception_weights() if weights == "auto" else Path(weights)
+    if not path.exists():
+        if weights != "auto":
+            raise FileNotFoundError(f"--inception_weights {path}: no such file")
+        return {"fid_inception": None, "fid_inception_note": f"skipped: no Inception-v3 weights at {path}"}
+    net = load_inception(path)
+    out = {"fid_inception": inception_fid(net, samples, reference)}
+    if real is not None:
+        out["fid_inception_test_vs_train"] = inception_fid(net, real, reference)
+    return out
