@@ -467,9 +467,8 @@ def _split_images(key, split, capped=True):
         "train" if split == TRAIN_SUBSET else split
     )
     cap = split_selection(split)["max_images"] if capped else None
-    if count is None or cap is None:
-        return count if cap is None else cap
-    return min(count, cap)
+    known = [n for n in (count, cap) if n is not None]
+    return min(known) if known else None
 
 
 def _pixels(model):
@@ -503,13 +502,9 @@ def prepare_bytes(wildcards):
     return raw + _split_bytes(wildcards.model, wildcards.key, wildcards.split)
 
 
-def train_bytes(wildcards):
-    """vsgm train: the training split, uint8, in each process (one per GPU of the job)."""
-    return _split_bytes(wildcards.model, wildcards.model, "train")
-
-
-def classifier_bytes(wildcards):
-    """vsgm classifier: the training split, uint8 (converted to float a batch at a time)."""
+def train_split_bytes(wildcards):
+    """vsgm train and vsgm classifier: the training split, uint8 (training: in each process, one per
+    GPU of the job; the classifier converts it to float a batch at a time)."""
     return _split_bytes(wildcards.model, wildcards.model, "train")
 
 

@@ -51,7 +51,7 @@ rule sample_classifier:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=mem_mb_for(classifier_bytes, floor=4000),
+        mem_mb=mem_mb_for(train_split_bytes, floor=4000),
         runtime=120,
     params:
         seed=config["seed"],

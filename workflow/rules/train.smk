@@ -31,7 +31,7 @@ rule train_model:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=mem_mb_for(train_bytes, floor=8000, runtime_mb=CUDA_RUNTIME_MB),
+        mem_mb=mem_mb_for(train_split_bytes, floor=8000, runtime_mb=CUDA_RUNTIME_MB),
         runtime=240,
     params:
         launch=get_launch_params,
