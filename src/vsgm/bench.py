@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import fused
 from .io import write_json
 from .losses import dsm_loss_at
 from .models import TrainedModel, unet_config
@@ -161,6 +162,7 @@ def run_bench(options: dict[str, Any], channels: int, size: int, batch: int, dev
         "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "image": [channels, size, size],
         "batch_size": batch, "autocast": autocast,
+        "group_norm_silu": "fused kernel" if dev.type == "cpu" and fused.native() is not None else "PyTorch ops",
         "model": {k: options[k] for k in ("model_channels", "num_res_blocks", "channel_mult",
                                           "attention_resolutions", "num_head_channels")}}
     peak_before = matmul_peak(dev, dtype=peak_dtype)
@@ -200,7 +202,7 @@ def format_table(r: dict[str, Any]) -> str:
              for k, v in r.items() if k.startswith("sampler_")]
     width = max(len(a) for a, _, _ in rows)
     head = (f"vsgm bench on {r['device']}, torch {r['torch']}, {r['date']}; image {'x'.join(map(str, r['image']))}, "
-            f"batch {r['batch_size']}")
+            f"batch {r['batch_size']}; GroupNorm+SiLU: {r['group_norm_silu']}")
     return "\n".join([head, *[f"  {a:<{width}}  {b:>22}  {c}" for a, b, c in rows]])
 
 
