@@ -16,7 +16,8 @@ def test_bench_writes_every_figure_and_counts_backward_as_twice_forward(tmp_path
     # the first convolution, which nothing needs: just under three forwards
     assert 2.9 < r["train_flops_per_step"] / r["inference_flops_per_batch"] < 3.0
     for key in ("matmul_peak_flops", "train_images_per_s", "inference_images_per_s", "score_loss_images_per_s",
-                "score_msma_images_per_s", "loader_images_per_s", "sampler_em_s_per_nfe",
+                "score_msma_images_per_s", "score_msma_knn_images_per_s", "score_fisher_images_per_s",
+                "score_bpd_images_per_s", "loader_images_per_s", "sampler_em_s_per_nfe",
                 "sampler_ode-rk4-logstd_s_per_nfe"):
         assert r[key] > 0, key
     assert 0 < r["train_fraction_of_peak"] < 2 and 0 < r["inference_fraction_of_peak"] < 2

@@ -12,6 +12,8 @@ import platform
 import time
 from typing import Any, Callable
 
+import numpy as np
+import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -110,24 +112,39 @@ def bench_inference(options, channels, size, batch, device, repeats, autocast_dt
     return {"inference_images_per_s": batch / seconds, "inference_flops_per_batch": flops, "inference_s": seconds}
 
 
+def feature_table(cfg, rows: int, seed: int) -> pd.DataFrame:
+    """Random features under the column names ``compute_features`` writes (for timing the scorers)."""
+    names = [f"loss_t{t:g}" for t in cfg.loss_times] + [f"norm_{i}" for i in range(cfg.levels)] + ["bpd"]
+    return pd.DataFrame(np.random.default_rng(seed).normal(size=(rows, len(names))), columns=names)
+
+
 @torch.no_grad()
-def bench_scorers(options, channels, size, batch, device, repeats) -> dict[str, float]:
-    """Out-of-distribution feature extraction images/s for the loss (5 times) and msma (10 levels) features."""
-    from .ood import FeatureConfig, image_noise, level_times, loss_features, score_norm_features
+def bench_scorers(options, channels, size, batch, device, repeats, table_rows: int = 2000) -> dict[str, float]:
+    """Out-of-distribution scoring images/s per scorer: the network passes behind its features (the loss at
+    5 times, score norms at 10 levels, bits/dim by the probability-flow ODE), plus its scoring of a
+    feature table (fitted once per model on the training images, so not counted)."""
+    from .ood import (SCORER_PASSES, SCORERS, FeatureConfig, bpd_feature, image_noise, level_times, loss_features,
+                      score_norm_features)
 
     net = _model(options, channels, size, device).eval()
     model = TrainedModel(net, options, {"channels": channels, "size": size})
-    cfg = FeatureConfig()
+    cfg = FeatureConfig(bpd=True)
     x = torch.rand(batch, channels, size, size, device=device) * 2 - 1
     noise = image_noise(tuple(x.shape), 0, len(cfg.loss_times), 0, device)
     times = level_times(model, cfg)
-    out = {}
-    s = best_time(lambda: loss_features(model, x, cfg.loss_times, 1, noise), device, repeats)
-    out["score_loss_images_per_s"] = batch / s
-    s = best_time(lambda: score_norm_features(model, x, times), device, repeats)
-    out["score_msma_images_per_s"] = batch / s
-    out["score_loss_times"] = len(cfg.loss_times)
-    out["score_msma_levels"] = cfg.levels
+    generator = torch.Generator(device=device).manual_seed(0)
+    seconds_per_image = {
+        "loss": best_time(lambda: loss_features(model, x, cfg.loss_times, 1, noise), device, repeats) / batch,
+        "norms": best_time(lambda: score_norm_features(model, x, times), device, repeats) / batch,
+        # 40 score evaluations, each with a backward pass: one timed call
+        "bpd": best_time(lambda: bpd_feature(model, x, cfg, generator), device, 1, warmup=0) / batch,
+    }
+    train, target = feature_table(cfg, table_rows, 0), feature_table(cfg, table_rows, 1)
+    out = {"score_loss_times": len(cfg.loss_times), "score_msma_levels": cfg.levels, "score_bpd_steps": cfg.bpd_steps}
+    for name, passes in SCORER_PASSES.items():
+        scorer = SCORERS[name]().fit(train)
+        table = best_time(lambda: scorer.score(target), torch.device("cpu"), repeats) / table_rows
+        out[f"score_{name}_images_per_s"] = 1 / (sum(seconds_per_image[p] for p in passes) + table)
     return out
 
 
@@ -195,7 +212,9 @@ def format_table(r: dict[str, Any]) -> str:
          f"{r['inference_fraction_of_peak']:.2f} of peak"),
         (f"OOD loss score ({r['score_loss_times']} times, batched)", f"{r['score_loss_images_per_s']:,.1f} images/s",
          f"{r['score_loss_vs_inference_per_time']:.2f} x inference/{r['score_loss_times']}"),
-        (f"OOD msma features ({r['score_msma_levels']} levels)", f"{r['score_msma_images_per_s']:,.1f} images/s", ""),
+        *[(f"OOD {name} score ({what})", f"{r[f'score_{name}_images_per_s']:,.1f} images/s", "")
+          for name, what in [("msma", f"{r['score_msma_levels']} levels"), ("msma_knn", "msma's levels, kNN"),
+                             ("fisher", "loss + msma_knn"), ("bpd", f"ODE, {r['score_bpd_steps']} rk4 steps")]],
         ("data loader (prepared cache, 32x32)", f"{r['loader_images_per_s']:,.0f} images/s", ""),
     ]
     rows += [(f"sampler {k[len('sampler_'):-len('_s_per_nfe')]}", f"{v * 1e3:,.1f} ms per NFE", "")

@@ -44,6 +44,10 @@ from .samplers import Grid, Solver
 from .score import network_output
 
 LOSS_TIMES = (0.001, 0.01, 0.05, 0.1, 0.2)
+# the network passes behind each scorer's features: the loss at LOSS_TIMES, the multi-scale score norms,
+# bits/dim by the probability-flow ODE
+SCORER_PASSES = {"loss": ("loss",), "msma": ("norms",), "msma_knn": ("norms",), "fisher": ("loss", "norms"),
+                 "bpd": ("bpd",)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +76,9 @@ class FeatureConfig:
 
     def nfe(self) -> dict[str, int]:
         """Network evaluations per image for each scorer."""
-        loss = len(self.loss_times) * self.n_draws
-        return {"loss": loss, "msma": self.levels, "msma_knn": self.levels, "fisher": loss + self.levels,
-                "bpd": 4 * self.bpd_steps * 2 if self.bpd else 0}  # rk4: 4 per step; vjp ~ 2 forwards
+        per_pass = {"loss": len(self.loss_times) * self.n_draws, "norms": self.levels,
+                    "bpd": 4 * self.bpd_steps * 2 if self.bpd else 0}  # rk4: 4 per step; vjp ~ 2 forwards
+        return {name: sum(per_pass[p] for p in passes) for name, passes in SCORER_PASSES.items()}
 
 
 def level_times(model: TrainedModel, cfg: FeatureConfig) -> torch.Tensor:
