@@ -191,7 +191,7 @@ def test_optimizer_state_from_a_resume_file_continues_exactly(tmp_path):
     """Channels-last weights, fused AdamW: the moments read back from a resume file (contiguous) must
     continue the run bit for bit, as if they had never left memory."""
     from vsgm.checkpoint import load_resume, save_resume
-    from vsgm.train import adamw, load_optimizer_state
+    from vsgm.step import adamw, load_optimizer_state
 
     def build():
         torch.manual_seed(0)
@@ -226,7 +226,7 @@ def test_micro_batches_add_up_to_the_whole_batch_gradient(tiny_options, micro_ba
     from vsgm.losses import dsm_draws
     from vsgm.models import unet_config
     from vsgm.sde import VESDE
-    from vsgm.train import accumulate_dsm_gradients
+    from vsgm.step import accumulate_dsm_gradients
     from vsgm.unet import UNetModel
 
     torch.manual_seed(0)

@@ -73,7 +73,7 @@ def bench_train(options, channels, size, batch, device, repeats, autocast) -> di
 
     from .losses import dsm_draws
     from .models import micro_batch_size
-    from .train import accumulate_dsm_gradients, adamw, update_ema
+    from .step import accumulate_dsm_gradients, adamw, update_ema
 
     acc = Accelerator(cpu=device.type == "cpu", mixed_precision=autocast)
     net = _model(options, channels, size, device)
