@@ -114,7 +114,8 @@ def bench_inference(options, channels, size, batch, device, repeats, autocast_dt
 
 def feature_table(cfg, rows: int, seed: int) -> pd.DataFrame:
     """Random features under the column names ``compute_features`` writes (for timing the scorers)."""
-    names = [f"loss_t{t:g}" for t in cfg.loss_times] + [f"norm_{i}" for i in range(cfg.levels)] + ["bpd"]
+    loss_names, norm_names = cfg.columns()
+    names = [*loss_names, *norm_names, "bpd"]
     return pd.DataFrame(np.random.default_rng(seed).normal(size=(rows, len(names))), columns=names)
 
 

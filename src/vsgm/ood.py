@@ -74,6 +74,10 @@ class FeatureConfig:
     bpd_steps: int = 10
     seed: int = 0
 
+    def columns(self) -> tuple[list[str], list[str]]:
+        """Names of the loss columns and of the score-norm columns of a feature table."""
+        return [f"loss_t{t:g}" for t in self.loss_times], [f"norm_{i}" for i in range(self.levels)]
+
     def nfe(self) -> dict[str, int]:
         """Network evaluations per image for each scorer."""
         per_pass = {"loss": len(self.loss_times) * self.n_draws, "norms": self.levels,
@@ -174,8 +178,8 @@ def compute_features(model: TrainedModel, images: torch.Tensor, cfg: FeatureConf
         x = model.to_input(images[start:start + batch_size].to(device))
         noise = image_noise(tuple(x.shape), start, len(cfg.loss_times) * cfg.n_draws, cfg.seed, device)
         losses = loss_features(model, x, cfg.loss_times, cfg.n_draws, noise)
-        parts = {f"loss_t{t:g}": v for t, v in zip(cfg.loss_times, losses.T)}
-        parts.update({f"norm_{i}": v for i, v in enumerate(score_norm_features(model, x, times).T)})
+        loss_names, norm_names = cfg.columns()
+        parts = dict(zip(loss_names, losses.T)) | dict(zip(norm_names, score_norm_features(model, x, times).T))
         if cfg.bpd:
             parts["bpd"] = bpd_feature(model, x, cfg, g)
         for k, v in parts.items():
