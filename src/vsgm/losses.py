@@ -34,7 +34,7 @@ def dsm_loss_at(model: nn.Module, sde: VESDE, x0: torch.Tensor, t: torch.Tensor,
     """
     xt = sde.perturb(x0, t, noise)
     # score * std == network output, so the std cancels: no division by a small std.
-    out = network_output(model, xt, t, y)
+    out = network_output(model, xt, t, y, sde)
     return (out + noise).pow(2).flatten(1).sum(1)
 
 

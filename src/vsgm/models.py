@@ -9,6 +9,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_state_strict, load_tensors
 from .data.loader import normalise
+from .score import parametrisation_of
 from .sde import VESDE
 from .unet import UNetConfig, UNetModel, cpu_chunk
 
@@ -96,6 +97,11 @@ def load_trained(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     except (KeyError, ValueError) as err:
         raise CheckpointError(f"{path}: metadata does not describe a vsgm model ({err})") from None
     load_state_strict(net, tensors, path)
+    net.parametrisation = meta.get("parametrisation", "vsgm")  # "seed" for vsgm import-seed (see vsgm.score)
+    try:
+        parametrisation_of(net)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     codec = None
     if options.get("latent"):
         from .latent import LatentCodec

@@ -129,7 +129,7 @@ def score_norm_features(model: TrainedModel, x: torch.Tensor, times: torch.Tenso
     b = x.shape[0]
     t = times.to(x.device, x.dtype).repeat_interleave(b)
     xs = x.repeat(len(times), *([1] * (x.dim() - 1)))
-    out = network_output(model.net, xs, t, _null_labels(model, xs.shape[0], x.device))
+    out = network_output(model.net, xs, t, _null_labels(model, xs.shape[0], x.device), model.sde)
     return out.flatten(1).norm(dim=1).clamp(min=1e-12).log().reshape(len(times), b).T
 
 
