@@ -35,11 +35,11 @@ import torch
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
-from tqdm.auto import tqdm
 
 from .likelihood import bits_per_dim, log_likelihood
 from .losses import dsm_loss_at
 from .models import TrainedModel
+from .progress import progress as progress_bar
 from .samplers import Grid, Solver
 from .score import network_output
 
@@ -174,7 +174,8 @@ def compute_features(model: TrainedModel, images: torch.Tensor, cfg: FeatureConf
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     times = level_times(model, cfg)
     cols: dict[str, list[np.ndarray]] = {}
-    for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, mininterval=2.0):
+    batches = progress_bar(range(0, len(images), batch_size), desc="features", unit="batches", disable=not progress)
+    for start in batches:
         x = model.to_input(images[start:start + batch_size].to(device))
         noise = image_noise(tuple(x.shape), start, len(cfg.loss_times) * cfg.n_draws, cfg.seed, device)
         losses = loss_features(model, x, cfg.loss_times, cfg.n_draws, noise)

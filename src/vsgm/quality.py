@@ -16,6 +16,7 @@ from torch import nn
 from .checkpoint import load_state_strict, load_tensors, save_tensors
 from .data.loader import normalise
 from .metrics import frechet_distance
+from .progress import progress
 
 
 class SmallClassifier(nn.Module):
@@ -50,7 +51,8 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 5
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(seed)
     correct = 0
-    for _ in range(epochs):
+    bar = progress(total=epochs * -(-len(images) // batch_size), desc="classifier", unit="steps")
+    for epoch in range(epochs):
         perm = torch.randperm(len(images), generator=g)
         correct = 0
         for start in range(0, len(images), batch_size):
@@ -61,6 +63,10 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 5
             loss.backward()
             opt.step()
             correct += int((logits.argmax(1) == labels[idx]).sum())
+            bar.update(1)
+        bar.set_postfix(epoch=epoch + 1, accuracy=correct / len(images))
+        bar.line()
+    bar.close()
     return model.eval(), correct / len(images)
 
 
@@ -118,7 +124,7 @@ def inception_features(net: nn.Module, x: torch.Tensor, batch_size: int = 64) ->
     """Pool features of images in [-1, 1] (the input scale of the Google weights), gray ones repeated to RGB,
     resized to 299x299."""
     out = []
-    for chunk in x.split(batch_size):
+    for chunk in progress(x.split(batch_size), desc="inception features", unit="batches"):
         chunk = chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk
         out.append(net(F.interpolate(chunk.float(), size=(299, 299), mode="bilinear", align_corners=False)))
     return torch.cat(out)

@@ -81,6 +81,16 @@ class SamplerSpec:
         return f"ode-{self.solver.value}" + ("-logstd" if self.grid is Grid.logstd else "")
 
 
+# score evaluations per step of the fixed-step samplers (the adaptive and Adams solvers vary)
+NFE_PER_STEP = {"em": 1, "pc": 2, Solver.euler: 1, Solver.midpoint: 2, Solver.rk4: 4}
+
+
+def expected_nfe(spec: SamplerSpec, num_steps: int) -> int | None:
+    """Score evaluations one batch takes with a fixed-step sampler; None where it varies."""
+    per_step = NFE_PER_STEP.get(spec.solver if spec.kind == "ode" else spec.kind)
+    return per_step * num_steps if per_step else None
+
+
 def parse_sampler(name: str) -> SamplerSpec:
     """Parse ``em``, ``pc``, ``ode-<solver>`` or ``ode-<solver>-logstd``; ValueError listing valid names."""
     parts = name.lower().split("-")

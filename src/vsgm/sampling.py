@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .io import atomic_path, write_json
 from .models import TrainedModel
-from .samplers import Counted, SamplerSpec, sample
+from .progress import progress as progress_bar
+from .samplers import Counted, SamplerSpec, expected_nfe, sample
 from .score import make_score_fn
 from .viz import save_image_grid
 
@@ -32,7 +32,10 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
     g = torch.Generator(device=device).manual_seed(seed)
     dims = model.options["dims"]
     outs, nfes, seconds = [], [], 0.0
-    bar = tqdm(desc=f"{spec.name}, {num_samples} samples", unit=" NFE", mininterval=1.0, disable=not progress)
+    per_batch = expected_nfe(spec, num_steps)
+    batches = -(-num_samples // batch_size)
+    bar = progress_bar(desc=f"{spec.name}, {num_samples} samples", unit="NFE", disable=not progress,
+                       total=per_batch * batches if per_batch else None)
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
         y = None

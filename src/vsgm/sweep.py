@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .models import TrainedModel
+from .progress import progress
 from .quality import SmallClassifier, features
 from .metrics import frechet_distance
 from .samplers import parse_sampler
@@ -47,7 +47,7 @@ def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Ten
     rows = []
     settings = [(name, n, None) for name in samplers if not _adaptive(name) for n in steps]
     settings += [(name, None, tol) for name in samplers if _adaptive(name) for tol in tolerances]
-    for name, n, tol in tqdm(settings, desc="sweep", mininterval=2.0):
+    for name, n, tol in progress(settings, desc="sweep", unit="settings"):
         spec = parse_sampler(name)
         samples, cost = draw(model, spec, num_samples, batch_size, num_steps=n or 1, eps=model.options["eps"],
                              atol=tol or 1e-6, rtol=tol or 1e-6, seed=seed, device=device)

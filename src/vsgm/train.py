@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from .checkpoint import load_resume, load_state_strict, save_resume, save_tensors
 from .data import ImageLoader, load_prepared
@@ -32,6 +31,7 @@ from .io import sidecar, write_text
 from .losses import drop_labels, dsm_draws
 from .models import micro_batch_size, unet_config
 from .options import SAMPLE
+from .progress import progress
 from .samplers import sample, spec_from_options
 from .score import make_score_fn
 from .sde import VESDE
@@ -243,8 +243,8 @@ class Trainer:
             self.try_resume()
         self.model.train()
         total = o["n_epochs"] * self.steps_per_epoch
-        bar = tqdm(total=total, initial=self.step, disable=not self.acc.is_main_process, desc="train",
-                   unit="step", mininterval=1.0)
+        bar = progress(total=total, initial=self.step, disable=not self.acc.is_main_process, desc="train",
+                       unit="steps")
         with _SigtermFlag() as sigterm:
             while self.step < total:
                 epoch, skip = divmod(self.step, self.steps_per_epoch)
@@ -277,7 +277,8 @@ class Trainer:
                 row = {"epoch": epoch + 1, "step": self.step, "loss": mean_loss, "lr": self.sched.get_last_lr()[0],
                        "images_per_s": timed * o["batch_size"] * self.acc.num_processes / max(seconds, 1e-9)}
                 self.history.append(row)
-                bar.set_postfix(loss=f"{mean_loss:.4g}", epoch=epoch + 1)
+                bar.set_postfix(epoch=epoch + 1, loss=mean_loss, images_per_s=row["images_per_s"])
+                bar.line()  # a log gets one line per epoch besides the timed ones
                 self._log_wandb(row)
                 if (epoch + 1) % o["sample_and_save_freq"] == 0 and self.step < total:
                     self.save_progress_grid(epoch + 1)

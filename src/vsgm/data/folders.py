@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import progress
 from .errors import CorruptFileError
 from .pairing import center_crop_square, resize_square
 
@@ -170,8 +170,7 @@ def decode_images(paths: Sequence[str | os.PathLike], size: int | None, threads:
         return stop - start
 
     with (ThreadPoolExecutor(max_workers=threads) as pool,
-          tqdm(total=len(paths), initial=1, desc="decode", unit=" images", mininterval=2.0,
-               disable=len(paths) < 10_000) as bar):
+          progress(total=len(paths), initial=1, desc="decode", unit="images", disable=len(paths) < 10_000) as bar):
         for done in pool.map(work, range(1, len(paths), chunk)):
             bar.update(done)
     return out
