@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 from .samplers import Grid, Solver
+from .tracking import CHOICES as TRACKER_CHOICES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +134,8 @@ TRAIN = [
     Opt("save_every", 0, "Write a resume checkpoint every N steps (0: only at sample grids and SIGTERM)",
         non_negative_int),
     Opt("no_wandb", False, "Disable wandb logging", flag=True),
+    Opt("log_with", None, "Trackers (accelerate's): wandb, tensorboard, mlflow, all (the installed ones) or none; "
+        "unset: wandb when installed unless --no_wandb", choices=TRACKER_CHOICES),
     Opt("mixed_precision", "no", "Mixed precision", choices=["no", "fp16", "bf16"]),
     Opt("micro_batch", 0, "Images per forward/backward pass; gradients of a batch's chunks add up to the same "
         "update (0: auto, the whole batch on a GPU and cache-sized chunks on a CPU)", non_negative_int),

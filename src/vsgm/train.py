@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from . import tracking
 from .checkpoint import load_resume, load_state_strict, save_resume, save_tensors
 from .data import ImageLoader, load_prepared
 from .data.loader import normalise
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 # Options that may differ between an interrupted run and its resumption.
 # the sampling options only shape the progress grids
-RESUME_FREE = {"save_every", "no_wandb", "num_workers", "sample_and_save_freq", "compile", "micro_batch",
+RESUME_FREE = {"save_every", "no_wandb", "log_with", "num_workers", "sample_and_save_freq", "compile", "micro_batch",
                *(o.name for o in SAMPLE)}
 
 
@@ -112,7 +113,8 @@ class Trainer:
     def __init__(self, options: dict[str, Any], data_path: str | os.PathLike, out_dir: str | os.PathLike):
         self.options = dict(options)
         self.out_dir = Path(out_dir)
-        self.acc = Accelerator(mixed_precision=options.get("mixed_precision", "no"))
+        self.acc = Accelerator(mixed_precision=options.get("mixed_precision", "no"),
+                               **tracking.accelerator_kwargs(options, out_dir))
         if self.acc.mixed_precision == "fp16" and not self.acc.native_amp:
             log.warning("--mixed_precision fp16 needs a CUDA device: this %s run trains in fp32 "
                         "(bf16 works on CPU)", self.acc.device.type)
@@ -241,6 +243,7 @@ class Trainer:
             raise FileExistsError(f"{final} is a finished model; --restart trains a new one in its place")
         if resume:
             self.try_resume()
+        tracking.start(self.acc, self.options, run_name=f"{self.dataset}")
         self.model.train()
         total = o["n_epochs"] * self.steps_per_epoch
         bar = progress(total=total, initial=self.step, disable=not self.acc.is_main_process, desc="train",
@@ -279,7 +282,7 @@ class Trainer:
                 self.history.append(row)
                 bar.set_postfix(epoch=epoch + 1, loss=mean_loss, images_per_s=row["images_per_s"])
                 bar.line()  # a log gets one line per epoch besides the timed ones
-                self._log_wandb(row)
+                self.acc.log(row, step=self.step)  # the trackers (--log_with), if any
                 if (epoch + 1) % o["sample_and_save_freq"] == 0 and self.step < total:
                     self.save_progress_grid(epoch + 1)
                     self.save_resume()
@@ -293,17 +296,6 @@ class Trainer:
             where = f"{self.resume_path}" if self.resume_path.exists() else "none written yet"
             raise TrainingDiverged(f"loss became non-finite at step {step + 1} (epoch {epoch + 1}); "
                                    f"stopped; last good checkpoint kept: {where}")
-
-    def _log_wandb(self, row: dict[str, Any]) -> None:
-        if self.options.get("no_wandb", True) or not self.acc.is_main_process:
-            return
-        try:
-            import wandb
-        except ImportError:
-            return
-        if wandb.run is None:
-            wandb.init(project="vsgm", config=self.options, name=f"{self.dataset}")
-        wandb.log(row, step=self.step)
 
     @torch.no_grad()
     def save_progress_grid(self, epoch: int) -> None:
@@ -321,6 +313,7 @@ class Trainer:
         if o["dims"] == 2:
             images = self.codec.decode(res.samples) if self.codec else res.samples
             save_image_grid(images, self.out_dir / "progress" / f"epoch_{epoch:04d}.png")
+            tracking.log_image(self.acc, self.out_dir / "progress" / f"epoch_{epoch:04d}.png", self.step)
 
     def finish(self) -> dict[str, Any]:
         meta = {"options": self.options, "step": self.step, "epoch": self.options["n_epochs"],
@@ -334,6 +327,7 @@ class Trainer:
             # the finished model supersedes the resume file (and a later run with other options must not trip on it)
             self.resume_path.unlink(missing_ok=True)
             sidecar(self.resume_path).unlink(missing_ok=True)
+        self.acc.end_training()
         return meta
 
 
