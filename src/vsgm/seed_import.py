@@ -158,6 +158,9 @@ def import_seed(checkpoint: str | os.PathLike, options: dict[str, Any], out_dir:
 def cmd_import_seed(args: argparse.Namespace) -> None:
     from .data import get_info, native_size
 
+    if args.latent:
+        raise SystemExit("vsgm import-seed: --latent: the seed's latent models (LatSGM) are not supported; "
+                         "import a pixel-space model")
     size = args.size or native_size(args.dataset, None)
     if size is None:
         raise SystemExit(f"vsgm import-seed: --size is needed for {args.dataset} (its images have no fixed size)")

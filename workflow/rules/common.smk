@@ -6,12 +6,21 @@ Rules hold no logic: every input, flag string and target list comes from a funct
 
 import copy
 import math
+import os
 import re
 import shlex
+import sys
 
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+# The config check needs two torch-free modules of vsgm (the dataset registry, the UNet's option
+# check): they are taken from the workflow's own source tree, so the Snakefile parses in an
+# environment that holds only Snakemake (--sdm conda builds vsgm's environment for the jobs).
+_SOURCE_TREE = os.path.join(workflow.basedir, "src")
+if os.path.isdir(os.path.join(_SOURCE_TREE, "vsgm")) and _SOURCE_TREE not in sys.path:
+    sys.path.insert(0, _SOURCE_TREE)
 
 from vsgm.data.registry import (
     Source,
@@ -386,7 +395,20 @@ def get_prepare_params(wildcards):
     return cli_flags(flags)
 
 
+def imported_model(model):
+    """Whether results/{model}/ holds a model imported from the seed (vsgm import-seed)."""
+    meta = os.path.join("results", model, "model.json")
+    if not os.path.exists(meta):
+        return False
+    with open(meta) as f:
+        return "imported_from" in yaml.safe_load(f)
+
+
 def get_train_input(wildcards):
+    """The prepared training split; none for an imported model, which is then never retrained
+    (its outputs exist and no input is newer)."""
+    if imported_model(wildcards.model):
+        return []
     return prepared(wildcards.model, wildcards.model, "train")
 
 
@@ -396,8 +418,8 @@ def get_train_params(wildcards):
     flags = {"dataset": registry_name(wildcards.model), "seed": config["seed"]}
     flags.update(config["unet"])
     flags.update(config["sde"])
-    flags.update({k: v for k, v in train.items() if k not in ("max_images", "wandb")})
-    flags["no_wandb"] = not train["wandb"]
+    flags.update({k: v for k, v in train.items() if k != "max_images"})
+    flags["log_with"] = config["tracking"]  # "none" unless the config names a tracker
     # the progress grids take vsgm train's own sampling defaults: a sample: setting must not retrain
     return cli_flags(flags)
 

@@ -11,6 +11,8 @@ rule data_download:
         touch(f"{config['data_root']}/{{name}}/.vsgm-download-{{res}}"),
     log:
         f"{LOGS}/download/{{name}}-{{res}}.log",
+    benchmark:
+        f"{BENCHMARKS}/download/{{name}}-{{res}}.tsv"
     localrule: True
     conda:
         "../envs/vsgm.yaml"
@@ -28,6 +30,8 @@ rule data_prepare:
         meta=f"{PREPARED}/{{model}}/{{key}}_{{split}}.json",
     log:
         f"{LOGS}/{{model}}/prepare/{{key}}_{{split}}.log",
+    benchmark:
+        f"{BENCHMARKS}/{{model}}/prepare/{{key}}_{{split}}.tsv"
     conda:
         "../envs/vsgm.yaml"
     resources:

@@ -76,6 +76,8 @@ rule ood_pair:
         ),
     log:
         f"{LOGS}/{{model}}/pair/{{out}}.log",
+    benchmark:
+        f"{BENCHMARKS}/{{model}}/pair/{{out}}.tsv"
     conda:
         "../envs/vsgm.yaml"
     threads: 1

@@ -10,6 +10,8 @@ rule report_aggregate:
         **aggregate_outputs(),
     log:
         f"{LOGS}/aggregate.log",
+    benchmark:
+        f"{BENCHMARKS}/aggregate.tsv"
     localrule: True
     conda:
         "../envs/vsgm.yaml"
