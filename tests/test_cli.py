@@ -88,8 +88,8 @@ def test_sample_writes_grid_samples_and_cost(tiny_model, tmp_path, capsys):
                  "--out", str(prefix)]) == 0
     info = json.loads(prefix.with_suffix(".json").read_text())
     assert info["sampler"] == "ode-rk4-logstd" and info["nfe"] == 20 and info["seconds"] > 0
-    # the progress counter ticks once per score evaluation of each of the two batches
-    assert "ode-rk4-logstd, 9 samples: 40 NFE" in capsys.readouterr().err
+    # the progress counter ticks once per score evaluation of each of the two batches, of a known total
+    assert "ode-rk4-logstd, 9 samples: 40/40 NFE (100%)" in capsys.readouterr().err
     with np.load(prefix.with_suffix(".npz")) as f:
         assert f["samples"].shape == (9, 1, 8, 8) and f["images"].dtype == np.uint8
     assert Image.open(prefix.with_suffix(".png")).size[0] >= 256

@@ -89,14 +89,15 @@ def test_extras_and_licence():
 
 
 def test_conda_env_installs_the_package_with_the_constraints():
-    """workflow/envs/vsgm.yaml: its pip lines (relative to the file, as conda runs them) name the
-    constraints file and this package."""
+    """workflow/envs/vsgm.yaml: its pip lines name the constraints file and this package, relative to the
+    file and to the copy Snakemake hands to conda (<workdir>/.snakemake/conda/<hash>.yaml)."""
     env_file = ROOT / "workflow" / "envs" / "vsgm.yaml"
     env = yaml.safe_load(env_file.read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     options = dict(re.match(r"(-\w)\s+(.+)", line).groups() for line in pip)
-    assert (env_file.parent / options["-c"]).resolve() == ROOT / "constraints.txt"
-    assert (env_file.parent / options["-e"]).resolve() == ROOT
+    for base in (env_file.parent, ROOT / ".snakemake" / "conda"):
+        assert (base / options["-c"]).resolve() == ROOT / "constraints.txt"
+        assert (base / options["-e"]).resolve() == ROOT
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     assert Requirement(PYPROJECT["name"] + PYPROJECT["requires-python"]).specifier.contains(python.split("=")[1] + ".0")
 

@@ -45,7 +45,8 @@ def test_line_progress_interval_and_terminal_choice(tmp_path):
             "for _ in range(1000): bar.update(1)\n"
             "bar.set_postfix(loss=0.123456)\nbar.line()\nbar.close()\n")
     text = _log_of([sys.executable, "-c", code], tmp_path, VSGM_PROGRESS_INTERVAL="60")
-    assert text.count("\n") == 2 and "\r" not in text
+    # the line() at the end; close() adds none when the count has not moved since
+    assert text.count("\n") == 1 and "\r" not in text
     assert text.splitlines()[0].startswith("demo: 1000/1000 items (100%)") and "loss=0.1235" in text
     pty = pytest.importorskip("pty")
     import os

@@ -63,7 +63,7 @@ class LineProgress:
         self.interval = interval if interval is not None else float(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL))
         self.start = self.last = time.monotonic()
         self.postfix: dict[str, Any] = {}
-        self.closed = False
+        self.closed, self.written_at = False, None  # the count of the last line written
 
     def __iter__(self) -> Iterator:
         for item in self.iterable:
@@ -104,13 +104,15 @@ class LineProgress:
     def line(self) -> None:
         """Write the progress line now (e.g. at an epoch's end)."""
         print(self.text(), file=sys.stderr, flush=True)
+        self.written_at = self.n
         self.last = time.monotonic()
 
     def close(self) -> None:
-        """Write the final line (once)."""
+        """Write the final line (once, unless the last line already said where it ended)."""
         if not self.closed:
             self.closed = True
-            self.line()
+            if self.written_at != self.n:
+                self.line()
 
 
 class BarProgress(tqdm):

@@ -52,7 +52,7 @@ def resolve(log_with: str | None, no_wandb: bool) -> list[str]:
         raise ValueError(f"--log_with {log_with}: not one of {', '.join(CHOICES)}")
     if not installed(log_with):
         raise ValueError(f"--log_with {log_with}: the package {log_with} is not installed "
-                         "(pip install 'vsgm[tracking]', or pip install mlflow)")
+                         "(pip install 'vsgm[tracking]' or 'vsgm[mlflow]')")
     return [log_with]
 
 
