@@ -166,25 +166,28 @@ def test_training_says_where_the_time_embedding_is_lost(tiny_options, digits_tra
     assert "time embedding" not in caplog.text
 
 
-def test_fp16_on_cpu_says_it_trains_in_fp32(digits_train, tmp_path):
-    """accelerate quietly drops fp16 autocast without CUDA: the user is told, and the run is plain fp32.
-    (One process per run: accelerate keeps one precision per process.)"""
-    def run(precision):
+def test_precisions_this_cpu_lacks_fall_back_to_fp32_and_say_why(digits_train, tmp_path):
+    """accelerate quietly drops fp16 autocast without CUDA, and emulates bf16 on a CPU without native bf16 (a
+    thousand times slower): the user is told, and the run is plain fp32, bit for bit. VSGM_CPU_BF16=0 makes
+    this CPU one without native bf16. (One process per run: accelerate keeps one precision per process.)"""
+    def run(precision, **env):
         cmd = [sys.executable, "-m", "vsgm.cli", "train", "--data", str(digits_train), "--out_dir",
                str(tmp_path / precision), "--dataset", "digits", "--model_channels", "16", "--num_res_blocks", "1",
                "--channel_mult", "1", "2", "--attention_resolutions", "2", "--num_head_channels", "16",
                "--n_epochs", "1", "--warmup", "0", "--sample_and_save_freq", "100", "--no_wandb",
                "--mixed_precision", precision]
-        proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "2"}, capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "2", **env}, capture_output=True,
+                              text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         return proc.stderr, load_file(str(tmp_path / precision / "model.safetensors"))
 
     said, fp16 = run("fp16")
-    assert "fp16 needs a CUDA device" in said and "trains in fp32" in said
+    assert "--mixed_precision fp16 needs a CUDA device; this CPU run uses fp32" in said
+    said, bf16 = run("bf16", VSGM_CPU_BF16="0")
+    assert "--mixed_precision bf16 needs native bf16 (AVX512-BF16 or AMX), which this CPU lacks" in said
     said, fp32 = run("no")
-    assert "fp16" not in said
-    assert all(torch.equal(fp16[k], fp32[k]) for k in fp32)
+    assert "fp16" not in said and "bf16" not in said
+    assert all(torch.equal(fp16[k], fp32[k]) and torch.equal(bf16[k], fp32[k]) for k in fp32)
 
 
 def test_optimizer_state_from_a_resume_file_continues_exactly(tmp_path):

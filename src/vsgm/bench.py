@@ -1,8 +1,9 @@
 """``vsgm bench``: how close the model code runs to this machine's limit, measured in one run.
 
 Everything is timed on the same machine in the same process, so the ratios
-(fraction of the measured fp32 matmul peak) mean something on shared, noisy
-hardware; absolute numbers mean something on a dedicated GPU.
+(fractions of the machine's limit, measured in the same run: the fastest of a large matmul and a
+large 3x3 convolution, see ``vsgm.peak``) mean something on shared, noisy hardware; absolute
+numbers mean something on a dedicated GPU.
 """
 
 from __future__ import annotations
@@ -22,36 +23,10 @@ from .io import write_json
 from .losses import dsm_loss_at
 from .models import TrainedModel, unet_config
 from .options import add_groups, defaults, option
+from .peak import Limit, best_time, fraction, measure_limit, settle
+from .precision import DTYPES, resolve_precision
 from .sde import VESDE
 from .unet import UNetModel
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def best_time(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Best wall time of ``repeats`` calls after ``warmup`` calls (the least disturbed run on a shared machine)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_peak(device: torch.device, n: int = 2048, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
-    """Measured matmul FLOP/s of an n x n product (the machine's practical peak for this dtype)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    inner = 4 if device.type == "cpu" else 50
-    seconds = best_time(lambda: [a @ b for _ in range(inner)], device, repeats)
-    return 2 * n**3 * inner / seconds
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
@@ -167,14 +142,39 @@ def bench_samplers(options, channels, size, batch, device, names) -> dict[str, f
     return out
 
 
+def measure_limits(dev: torch.device, autocast: str, repeats: int) -> dict[str, Limit]:
+    """The fp32 limit, and the limit of the reduced precision in use (where the device has it natively)."""
+    limits = {"fp32": measure_limit(dev, torch.float32, repeats)}
+    if autocast != "no":
+        limits[autocast] = measure_limit(dev, DTYPES[autocast], repeats)
+    return limits
+
+
+def add_fractions(result: dict[str, Any], limits: dict[str, Limit], autocast: str, dev: torch.device,
+                  repeats: int) -> None:
+    """Training and inference as fractions of the limit of the dtype in use (at most 1: see peak.settle) and
+    of the fp32 limit (above 1 where reduced precision beats anything fp32 can do)."""
+    rates = {"train": result["train_flops_per_step"] / result["train_step_s"],
+             "inference": result["inference_flops_per_batch"] / result["inference_s"]}
+    used = "fp32" if autocast == "no" else autocast
+    for limit in limits.values():  # measured again after the model timings; the higher rates are kept
+        limit.remeasure(dev, repeats)
+    result["limit_from_model_rate"] = settle(limits[used], list(rates.values()),
+                                             lambda: limits[used].remeasure(dev, repeats))
+    result["limits"] = {name: {"matmul_flops": lim.matmul, "conv_flops": lim.conv, "limit_flops": lim.flops,
+                               "kernel": lim.kernel} for name, lim in limits.items()}
+    for name, rate in rates.items():
+        result[f"{name}_fraction_of_limit"] = fraction(rate, limits[used])
+        result[f"{name}_fraction_of_fp32_limit"] = rate / limits["fp32"].flops
+
+
 def run_bench(options: dict[str, Any], channels: int, size: int, batch: int, device: str, repeats: int,
               samplers: list[str], sampler_batch: int, autocast: str) -> dict[str, Any]:
     """Measure everything; see the module docstring."""
     from .data import loader_throughput
 
     dev = torch.device(device)
-    dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[autocast]
-    peak_dtype = dtype or torch.float32
+    autocast = resolve_precision(autocast, dev, "--autocast")
     result: dict[str, Any] = {
         "machine": platform.node(), "processor": platform.processor() or platform.machine(),
         "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
@@ -183,14 +183,10 @@ def run_bench(options: dict[str, Any], channels: int, size: int, batch: int, dev
         "group_norm_silu": "fused kernel" if dev.type == "cpu" and fused.native() is not None else "PyTorch ops",
         "model": {k: options[k] for k in ("model_channels", "num_res_blocks", "channel_mult",
                                           "attention_resolutions", "num_head_channels")}}
-    peak_before = matmul_peak(dev, dtype=peak_dtype)
+    limits = measure_limits(dev, autocast, repeats)
     result.update(bench_train(options, channels, size, batch, dev, repeats, autocast))
-    result.update(bench_inference(options, channels, size, batch, dev, repeats, dtype))
-    # the peak is measured on both sides of the model timings and the higher one kept: a neighbour's load
-    # during one peak measurement would otherwise inflate every fraction of this run
-    result["matmul_peak_flops"] = peak = max(peak_before, matmul_peak(dev, dtype=peak_dtype))
-    result["train_fraction_of_peak"] = result["train_flops_per_step"] / result["train_step_s"] / peak
-    result["inference_fraction_of_peak"] = result["inference_flops_per_batch"] / result["inference_s"] / peak
+    result.update(bench_inference(options, channels, size, batch, dev, repeats, DTYPES[autocast]))
+    add_fractions(result, limits, autocast, dev, repeats)
     # the feature passes hold 5 and 10 copies of each image: a smaller batch keeps their memory near training's
     result.update(bench_scorers(options, channels, size, max(batch // 8, 1), dev, repeats))
     # compare at the same number of forward images: the loss pass runs batch/8 images x 5 times
@@ -201,16 +197,23 @@ def run_bench(options: dict[str, Any], channels: int, size: int, batch: int, dev
     return result
 
 
+def _fractions(r: dict[str, Any], name: str) -> str:
+    used = "fp32" if r["autocast"] == "no" else r["autocast"]
+    text = f"{r[f'{name}_fraction_of_limit']:.2f} of the {used} limit"
+    if used != "fp32":
+        text += f", {r[f'{name}_fraction_of_fp32_limit']:.2f} of fp32's"
+    return text
+
+
 def format_table(r: dict[str, Any]) -> str:
     """The README's table."""
-    rows = [
-        ("fp32 matmul peak" if r["autocast"] == "no" else f"{r['autocast']} matmul peak",
-         f"{r['matmul_peak_flops'] / 1e9:,.0f} GFLOP/s", ""),
+    rows = [(f"{name} limit ({lim['kernel']}; matmul {lim['matmul_flops'] / 1e9:,.0f}, "
+             f"3x3 conv {lim['conv_flops'] / 1e9:,.0f})", f"{lim['limit_flops'] / 1e9:,.0f} GFLOP/s", "")
+            for name, lim in r["limits"].items()]
+    rows += [
         (f"training step (fwd+bwd+AdamW+EMA, chunks of {r['train_micro_batch']})",
-         f"{r['train_images_per_s']:,.1f} images/s",
-         f"{r['train_fraction_of_peak']:.2f} of peak"),
-        ("inference (forward)", f"{r['inference_images_per_s']:,.1f} images/s",
-         f"{r['inference_fraction_of_peak']:.2f} of peak"),
+         f"{r['train_images_per_s']:,.1f} images/s", _fractions(r, "train")),
+        ("inference (forward)", f"{r['inference_images_per_s']:,.1f} images/s", _fractions(r, "inference")),
         (f"OOD loss score ({r['score_loss_times']} times, batched)", f"{r['score_loss_images_per_s']:,.1f} images/s",
          f"{r['score_loss_vs_inference_per_time']:.2f} x inference/{r['score_loss_times']}"),
         *[(f"OOD {name} score ({what})", f"{r[f'score_{name}_images_per_s']:,.1f} images/s", "")
@@ -222,8 +225,12 @@ def format_table(r: dict[str, Any]) -> str:
              for k, v in r.items() if k.startswith("sampler_")]
     width = max(len(a) for a, _, _ in rows)
     head = (f"vsgm bench on {r['device']}, torch {r['torch']}, {r['date']}; image {'x'.join(map(str, r['image']))}, "
-            f"batch {r['batch_size']}; GroupNorm+SiLU: {r['group_norm_silu']}")
-    return "\n".join([head, *[f"  {a:<{width}}  {b:>22}  {c}" for a, b, c in rows]])
+            f"batch {r['batch_size']}, autocast {r['autocast']}; GroupNorm+SiLU: {r['group_norm_silu']}")
+    lines = [head, *[f"  {a:<{width}}  {b:>22}  {c}" for a, b, c in rows]]
+    if r["limit_from_model_rate"]:
+        lines.append("  note: the kernels measured below the model's own rate every time (a busy machine?); "
+                     "the limit is that rate")
+    return "\n".join(lines)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

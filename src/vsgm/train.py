@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 
 from . import tracking
 from .checkpoint import load_resume, load_state_strict, save_resume, save_tensors
@@ -32,6 +32,7 @@ from .io import sidecar, write_text
 from .losses import drop_labels, dsm_draws
 from .models import micro_batch_size, unet_config
 from .options import SAMPLE
+from .precision import resolve_precision
 from .progress import progress
 from .samplers import sample, spec_from_options
 from .score import make_score_fn
@@ -113,11 +114,9 @@ class Trainer:
     def __init__(self, options: dict[str, Any], data_path: str | os.PathLike, out_dir: str | os.PathLike):
         self.options = dict(options)
         self.out_dir = Path(out_dir)
-        self.acc = Accelerator(mixed_precision=options.get("mixed_precision", "no"),
-                               **tracking.accelerator_kwargs(options, out_dir))
-        if self.acc.mixed_precision == "fp16" and not self.acc.native_amp:
-            log.warning("--mixed_precision fp16 needs a CUDA device: this %s run trains in fp32 "
-                        "(bf16 works on CPU)", self.acc.device.type)
+        # the precision this device runs natively: fp16 needs CUDA, bf16 a CPU with native bf16 (else fp32)
+        precision = resolve_precision(options.get("mixed_precision", "no"), PartialState().device)
+        self.acc = Accelerator(mixed_precision=precision, **tracking.accelerator_kwargs(options, out_dir))
         data = load_prepared(data_path)
         self.channels, self.size = int(data.images.shape[1]), int(data.images.shape[-1])
         self.dataset = data.meta.get("dataset", options.get("dataset"))
