@@ -62,6 +62,47 @@ def test_kernel_matches_pytorch_value_and_every_gradient(n, c, h, w, groups, wit
 
 
 @needs_kernel
+@pytest.mark.parametrize("n,c,h,w,groups", [(4, 64, 8, 8, 32), (3, 32, 7, 7, 32), (2, 48, 10, 13, 4)])
+def test_bf16_activations_match_float64_to_bf16_rounding(n, c, h, w, groups):
+    """A bf16 autocast run hands the kernel bf16 activations: it reads and writes bf16 and computes in float.
+    Against float64 on the same (bf16-valued) inputs, the value and dx are off by bf16's rounding of the
+    result only (a relative 2^-8), and the float32 gradients of the weight, bias and shift by far less."""
+    x, shift, weight, bias, groups = case(n, c, h, w, groups, True)
+    x = x.bfloat16().contiguous(memory_format=torch.channels_last)
+    got = value_and_grads(fused_op, x, shift, weight, bias, groups)
+    assert got[0].dtype == got[1].dtype == torch.bfloat16 and got[0].is_contiguous(memory_format=torch.channels_last)
+    assert all(g.dtype == torch.float32 for g in got[2:])
+    exact_inputs = [x.double(), shift.double(), weight.double(), bias.double()]
+    leaves = [t.detach().clone().requires_grad_() for t in exact_inputs]
+    y = reference(*leaves, groups)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).bfloat16()  # what the kernel got
+    exact = [y.detach(), *torch.autograd.grad(y, leaves, dy.double())]
+    for name, a, b, rtol in zip(["y", "dx", "dshift", "dweight", "dbias"], got, exact,
+                                [2**-8, 2**-8, 1e-3, 1e-3, 1e-3]):
+        scale = exact[1].abs().sum((2, 3)).max() if name == "dshift" else b.abs().max()
+        torch.testing.assert_close(a.double(), b, rtol=rtol, atol=2**-8 * scale.item() * 1e-2, msg=name)
+
+
+@needs_kernel
+def test_bf16_path_is_the_float_path_rounded_as_torch_rounds():
+    """On bf16 inputs the kernel computes exactly what its float32 path computes on the same values, then
+    rounds to nearest even with its own vectorised conversion: bit for bit torch's rounding of that float32
+    result, for the value and for dx (over 100,000 values of each)."""
+    x, shift, weight, bias, groups = case(8, 64, 14, 14, 32, True)
+    x = x.bfloat16().contiguous(memory_format=torch.channels_last)
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(2)).bfloat16().contiguous(
+        memory_format=torch.channels_last)
+    out = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        leaf = x.to(dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
+        y = fused_op(leaf, shift, weight, bias, groups)
+        (dx,) = torch.autograd.grad(y, [leaf], dy.to(dtype).contiguous(memory_format=torch.channels_last))
+        out[dtype] = (y.detach(), dx)
+    for got, want in zip(out[torch.bfloat16], out[torch.float32]):
+        assert torch.equal(got.view(torch.int16), want.bfloat16().view(torch.int16))
+
+
+@needs_kernel
 def test_kernel_keeps_the_variance_of_inputs_far_from_zero():
     """Statistics from sums of x and x^2 lose digits when the mean dwarfs the spread. At a mean 50 standard
     deviations from zero the kernel (double sums) stays within 5e-4 of float64, and no further from it

@@ -1,4 +1,4 @@
-"""A fused CPU kernel for the UNet's ``silu(group_norm(x + shift))``, compiled on first use.
+"""A fused CPU kernel for the UNet's ``silu(group_norm(x + shift))`` (float32 or bfloat16), compiled on first use.
 
 PyTorch runs GroupNorm, SiLU and the time embedding's add as separate passes over memory, and its
 channels-last GroupNorm backward is several times slower than its contiguous one: together 10-12% of
@@ -8,7 +8,9 @@ forward in two passes and the backward in two, 2-3.5x faster than PyTorch's ops 
 It is built with ``torch.utils.cpp_extension`` (a C++ compiler and ninja) into a folder per torch
 version and CPU capability, once (processes that start together wait for one build). Without a
 compiler, or with ``VSGM_FUSED_KERNELS=0``, the UNet runs PyTorch's ops (a warning says why).
-GPUs, 1-D and 3-D models, other dtypes and ``torch.compile`` always take PyTorch's ops.
+GPUs, 1-D and 3-D models, other dtypes and ``torch.compile`` always take PyTorch's ops. Under bf16 autocast
+the kernel reads and writes bf16 activations itself; PyTorch's autocast would instead run GroupNorm in
+float32, a conversion pass over memory on each side of every normalisation.
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ def native():
 
 
 def applies(x: torch.Tensor) -> bool:
-    """Whether ``group_norm_silu`` takes x: float32, 4-D, channels-last, on a CPU, outside torch.compile."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.numel() > 0
+    """Whether ``group_norm_silu`` takes x: float32 or bfloat16, 4-D, channels-last, on a CPU, outside
+    torch.compile."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and x.dim() == 4 and x.numel() > 0
             and x.is_contiguous(memory_format=torch.channels_last)
             and not torch.compiler.is_compiling() and native() is not None)
 
@@ -88,6 +91,8 @@ class _GroupNormSiLU(torch.autograd.Function):
 def group_norm_silu(x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
                     groups: int, eps: float) -> torch.Tensor:
     """silu(group_norm(x + shift)) for an x that ``applies`` takes; shift is None or one value per image and
-    channel (any shape holding batch x channels values, e.g. (N, C, 1, 1))."""
-    shift = x.new_empty(0) if shift is None else shift.reshape(x.shape[0], x.shape[1]).contiguous()
-    return _GroupNormSiLU.apply(x, shift, weight.contiguous(), bias.contiguous(), groups, eps)
+    channel (any shape holding batch x channels values, e.g. (N, C, 1, 1)). The result has x's dtype; the
+    statistics, weight, bias and shift are float32 (a bf16 autocast run keeps float32 master weights)."""
+    shift = (x.new_empty(0, dtype=torch.float32) if shift is None
+             else shift.reshape(x.shape[0], x.shape[1]).float().contiguous())
+    return _GroupNormSiLU.apply(x, shift, weight.float().contiguous(), bias.float().contiguous(), groups, eps)

@@ -1,4 +1,4 @@
-// silu(group_norm(x + bias)) and its gradients for float32 channels-last tensors on a CPU.
+// silu(group_norm(x + bias)) and its gradients for float32 or bfloat16 channels-last tensors on a CPU.
 //
 // PyTorch runs this as three or four kernels (add, GroupNorm, SiLU; and their backward), each a pass over
 // memory, and its channels-last GroupNorm backward is several times slower than its contiguous one. Here
@@ -9,6 +9,10 @@
 // Layout: x (N, C, *spatial) in channels-last memory is an [N][L][C] array, L = number of positions.
 // Work is split across images; every image is summed in one fixed order, so results do not depend on
 // the number of threads.
+//
+// bfloat16 (the activations of a bf16 autocast run): x, y, dy and dx are bf16 in memory, everything is
+// computed in float (statistics in double, as for float32), so a bf16 network pays no dtype conversion
+// pass per layer; the per-channel weight, bias and shift stay float32 (master weights).
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -46,9 +50,41 @@ inline float silu_grad(float dy, float h) {
   return dy * s * (1.0f + h * (1.0f - s));
 }
 
+// Element access of the two storage types: float32 as it is, bfloat16 as the upper half of a float32
+// (rounded to nearest even, as c10::BFloat16 does), written out so that the loops vectorise.
+template <typename T>
+struct Elem;
+
+template <>
+struct Elem<float> {
+  static float load(float v) { return v; }
+  static float store(float v) { return v; }
+};
+
+template <>
+struct Elem<uint16_t> {
+  static float load(uint16_t v) { return std::bit_cast<float>(static_cast<uint32_t>(v) << 16); }
+  static uint16_t store(float v) {
+    const uint32_t u = std::bit_cast<uint32_t>(v);
+    const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+    return static_cast<uint16_t>(v != v ? 0x7FC0u : rounded);
+  }
+};
+
+template <typename T>
+const T* data(const at::Tensor& t) {
+  return reinterpret_cast<const T*>(t.const_data_ptr());
+}
+
+template <typename T>
+T* mutable_data(at::Tensor& t) {
+  return reinterpret_cast<T*>(t.mutable_data_ptr());
+}
+
 void check(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& gamma, const at::Tensor& beta,
            int64_t groups) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat, "float32 CPU tensors only");
+  TORCH_CHECK(x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16),
+              "float32 or bfloat16 CPU tensors only");
   TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast), "a channels-last 4-D input");
   const int64_t N = x.size(0), C = x.size(1);
   TORCH_CHECK(groups > 0 && C % groups == 0, "channels must divide into groups");
@@ -74,26 +110,24 @@ void scale_offset(int64_t n, int64_t C, int64_t groups, const float* bias, const
 
 }  // namespace
 
-// Returns y, mean (N, groups) and rstd (N, groups) of x + bias.
-std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& gamma,
-                                const at::Tensor& beta, int64_t groups, double eps) {
-  check(x, bias, gamma, beta, groups);
+namespace {
+
+template <typename T>
+void forward_impl(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& gamma, const at::Tensor& beta,
+                  int64_t groups, double eps, at::Tensor& y, at::Tensor& mean, at::Tensor& rstd) {
   const int64_t N = x.size(0), C = x.size(1), L = N ? x.numel() / (N * C) : 0, D = C / groups;
-  auto y = at::empty_like(x);
-  auto mean = at::empty({N, groups}, x.options().memory_format(at::MemoryFormat::Contiguous));
-  auto rstd = at::empty_like(mean);
-  const float* X = x.const_data_ptr<float>();
+  const T* X = data<T>(x);
   const float* E = bias.numel() ? bias.const_data_ptr<float>() : nullptr;
   const float* G = gamma.const_data_ptr<float>();
   const float* Bt = beta.const_data_ptr<float>();
-  float* Y = y.mutable_data_ptr<float>();
+  T* Y = mutable_data<T>(y);
   float* M = mean.mutable_data_ptr<float>();
   float* R = rstd.mutable_data_ptr<float>();
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
     std::vector<double> s1(C), s2(C);
     std::vector<float> f1(C), f2(C), a(C), b(C);
     for (int64_t n = n0; n < n1; ++n) {
-      const float* xn = X + n * L * C;
+      const T* xn = X + n * L * C;
       std::fill(s1.begin(), s1.end(), 0.0);
       std::fill(s2.begin(), s2.end(), 0.0);
       for (int64_t l0 = 0; l0 < L; l0 += kRowBlock) {
@@ -102,11 +136,12 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& bias, con
         float* __restrict p1 = f1.data();
         float* __restrict p2 = f2.data();
         for (int64_t l = l0; l < std::min(L, l0 + kRowBlock); ++l) {
-          const float* __restrict row = xn + l * C;
+          const T* __restrict row = xn + l * C;
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) {
-            p1[c] += row[c];
-            p2[c] += row[c] * row[c];
+            const float v = Elem<T>::load(row[c]);
+            p1[c] += v;
+            p2[c] += v * v;
           }
         }
         for (int64_t c = 0; c < C; ++c) {
@@ -129,42 +164,52 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& bias, con
       scale_offset(n, C, groups, E, G, Bt, M, R, a.data(), b.data());
       const float* __restrict pa = a.data();
       const float* __restrict pb = b.data();
-      float* yn = Y + n * L * C;
+      T* yn = Y + n * L * C;
       for (int64_t l = 0; l < L; ++l) {
-        const float* __restrict row = xn + l * C;
-        float* __restrict out = yn + l * C;
+        const T* __restrict row = xn + l * C;
+        T* __restrict out = yn + l * C;
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
-          const float h = pa[c] * row[c] + pb[c];
-          out[c] = h * sigmoid(h);
+          const float h = pa[c] * Elem<T>::load(row[c]) + pb[c];
+          out[c] = Elem<T>::store(h * sigmoid(h));
         }
       }
     }
   });
+}
+
+}  // namespace
+
+// Returns y (x's dtype), mean (N, groups) and rstd (N, groups) of x + bias (float32).
+std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& gamma,
+                                const at::Tensor& beta, int64_t groups, double eps) {
+  check(x, bias, gamma, beta, groups);
+  auto y = at::empty_like(x);
+  auto mean = at::empty({x.size(0), groups}, x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous));
+  auto rstd = at::empty_like(mean);
+  if (x.scalar_type() == at::kBFloat16) {
+    forward_impl<uint16_t>(x, bias, gamma, beta, groups, eps, y, mean, rstd);
+  } else {
+    forward_impl<float>(x, bias, gamma, beta, groups, eps, y, mean, rstd);
+  }
   return {y, mean, rstd};
 }
 
-// Returns dx, dbias (N, C; empty without bias), dgamma and dbeta.
-std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& bias,
-                                 const at::Tensor& gamma, const at::Tensor& beta, const at::Tensor& mean,
-                                 const at::Tensor& rstd, int64_t groups) {
-  check(x, bias, gamma, beta, groups);
-  TORCH_CHECK(dy.sizes() == x.sizes() && dy.is_contiguous(at::MemoryFormat::ChannelsLast) &&
-                  dy.scalar_type() == at::kFloat,
-              "a channels-last float32 gradient shaped like x");
+namespace {
+
+template <typename T>
+void backward_impl(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& bias, const at::Tensor& gamma,
+                   const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& rstd, int64_t groups,
+                   at::Tensor& dx, at::Tensor& dbias, at::Tensor& dgamma_part, at::Tensor& dbeta_part) {
   const int64_t N = x.size(0), C = x.size(1), L = N ? x.numel() / (N * C) : 0, D = C / groups;
-  auto dx = at::empty_like(x);
-  auto dbias = at::empty({N, C}, x.options().memory_format(at::MemoryFormat::Contiguous));
-  auto dgamma_part = at::empty({N, C}, dbias.options().dtype(at::kDouble));
-  auto dbeta_part = at::empty_like(dgamma_part);
-  const float* DY = dy.const_data_ptr<float>();
-  const float* X = x.const_data_ptr<float>();
+  const T* DY = data<T>(dy);
+  const T* X = data<T>(x);
   const float* E = bias.numel() ? bias.const_data_ptr<float>() : nullptr;
   const float* G = gamma.const_data_ptr<float>();
   const float* Bt = beta.const_data_ptr<float>();
   const float* M = mean.const_data_ptr<float>();
   const float* R = rstd.const_data_ptr<float>();
-  float* DX = dx.mutable_data_ptr<float>();
+  T* DX = mutable_data<T>(dx);
   float* DE = dbias.mutable_data_ptr<float>();
   double* PG = dgamma_part.mutable_data_ptr<double>();
   double* PB = dbeta_part.mutable_data_ptr<double>();
@@ -172,8 +217,8 @@ std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& x, cons
     std::vector<float> a(C), b(C), f1(C), f2(C), f3(C), c1(C), c2(C), c3(C);
     std::vector<double> sdh(C), sdhx(C), sx(C);
     for (int64_t n = n0; n < n1; ++n) {
-      const float* xn = X + n * L * C;
-      const float* dyn = DY + n * L * C;
+      const T* xn = X + n * L * C;
+      const T* dyn = DY + n * L * C;
       scale_offset(n, C, groups, E, G, Bt, M, R, a.data(), b.data());
       const float* __restrict pa = a.data();
       const float* __restrict pb = b.data();
@@ -189,14 +234,15 @@ std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& x, cons
         float* __restrict p2 = f2.data();
         float* __restrict p3 = f3.data();
         for (int64_t l = l0; l < std::min(L, l0 + kRowBlock); ++l) {
-          const float* __restrict row = xn + l * C;
-          const float* __restrict drow = dyn + l * C;
+          const T* __restrict row = xn + l * C;
+          const T* __restrict drow = dyn + l * C;
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) {
-            const float dh = silu_grad(drow[c], pa[c] * row[c] + pb[c]);
+            const float v = Elem<T>::load(row[c]);
+            const float dh = silu_grad(Elem<T>::load(drow[c]), pa[c] * v + pb[c]);
             p1[c] += dh;
-            p2[c] += dh * row[c];
-            p3[c] += row[c];
+            p2[c] += dh * v;
+            p3[c] += v;
           }
         }
         for (int64_t c = 0; c < C; ++c) {
@@ -232,19 +278,44 @@ std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& x, cons
       const float* __restrict q1 = c1.data();
       const float* __restrict q2 = c2.data();
       const float* __restrict q3 = c3.data();
-      float* dxn = DX + n * L * C;
+      T* dxn = DX + n * L * C;
       for (int64_t l = 0; l < L; ++l) {
-        const float* __restrict row = xn + l * C;
-        const float* __restrict drow = dyn + l * C;
-        float* __restrict out = dxn + l * C;
+        const T* __restrict row = xn + l * C;
+        const T* __restrict drow = dyn + l * C;
+        T* __restrict out = dxn + l * C;
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
-          const float dh = silu_grad(drow[c], pa[c] * row[c] + pb[c]);
-          out[c] = q1[c] * dh + q2[c] * row[c] + q3[c];
+          const float v = Elem<T>::load(row[c]);
+          const float dh = silu_grad(Elem<T>::load(drow[c]), pa[c] * v + pb[c]);
+          out[c] = Elem<T>::store(q1[c] * dh + q2[c] * v + q3[c]);
         }
       }
     }
   });
+}
+
+}  // namespace
+
+// Returns dx (x's dtype), dbias (N, C; empty without bias), dgamma and dbeta (float32).
+std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& bias,
+                                 const at::Tensor& gamma, const at::Tensor& beta, const at::Tensor& mean,
+                                 const at::Tensor& rstd, int64_t groups) {
+  check(x, bias, gamma, beta, groups);
+  TORCH_CHECK(dy.sizes() == x.sizes() && dy.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+                  dy.scalar_type() == x.scalar_type(),
+              "a channels-last gradient shaped like x, of its dtype");
+  const int64_t N = x.size(0), C = x.size(1);
+  auto dx = at::empty_like(x);
+  auto dbias = at::empty({N, C}, x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous));
+  auto dgamma_part = at::empty({N, C}, dbias.options().dtype(at::kDouble));
+  auto dbeta_part = at::empty_like(dgamma_part);
+  if (x.scalar_type() == at::kBFloat16) {
+    backward_impl<uint16_t>(dy, x, bias, gamma, beta, mean, rstd, groups, dx, dbias, dgamma_part, dbeta_part);
+  } else {
+    backward_impl<float>(dy, x, bias, gamma, beta, mean, rstd, groups, dx, dbias, dgamma_part, dbeta_part);
+  }
+  const double* PG = dgamma_part.const_data_ptr<double>();
+  const double* PB = dbeta_part.const_data_ptr<double>();
   // per-image partial sums added in image order: the same bits for any number of threads
   auto dgamma = at::empty({C}, gamma.options());
   auto dbeta = at::empty({C}, gamma.options());
@@ -257,7 +328,7 @@ std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& x, cons
     dgamma.mutable_data_ptr<float>()[c] = static_cast<float>(sg);
     dbeta.mutable_data_ptr<float>()[c] = static_cast<float>(sb);
   }
-  return {dx, E ? dbias : at::empty({0}, dbias.options()), dgamma, dbeta};
+  return {dx, bias.numel() ? dbias : at::empty({0}, dbias.options()), dgamma, dbeta};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
