@@ -55,9 +55,12 @@ def train_problems(options: dict[str, Any]) -> list[str]:
     Returns:
         One line per problem, naming the option.
     """
-    problems = range_problems(options)
-    if problems:
-        return problems
+    return range_problems(options) or combination_problems(options)
+
+
+def combination_problems(options: dict[str, Any]) -> list[str]:
+    """The options of train_problems that are wrong together (each value in its range)."""
+    problems = []
     n_epochs, warmup = options.get("n_epochs"), options.get("warmup")
     if n_epochs is not None and warmup is not None and not warmup < n_epochs:
         problems.append(f"warmup ({warmup} epochs) must be below n_epochs ({n_epochs})")
