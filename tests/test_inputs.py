@@ -1,0 +1,243 @@
+"""Every input checked at the door (issue: nothing wrong that looks right).
+
+The tables are built from the parser itself, so an option added later is covered without editing
+them: every numeric option refuses NaN, infinities, huge and out-of-range values at parsing with one
+line naming the flag, before anything is written.
+"""
+
+import argparse
+import math
+
+import pytest
+
+from vsgm.cli import build_parser, main
+from vsgm.domains import Number
+
+BAD_VALUES = ["nan", "inf", "-inf", "-1", "0", "1e30", str(10**30)]
+NEVER = {"nan", "inf", "-inf", "1e30", str(10**30)}  # no option may take these
+
+
+def _subcommands():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+def _required_argv(p: argparse.ArgumentParser) -> list[str]:
+    """Placeholder values for the required options (parsing does not open files)."""
+    argv = []
+    for a in p._actions:
+        if a.required and a.option_strings:
+            value = str(a.choices[0]) if a.choices else "1" if isinstance(a.type, Number) else "x"
+            argv += [a.option_strings[0], value]
+    return argv
+
+
+def _numeric_options():
+    """(command, flag, type, choices) of every option that parses a number."""
+    for name, p in _subcommands().items():
+        for a in p._actions:
+            if not a.option_strings or a.type in (None, str, str.upper) or isinstance(a.type, type(str.upper)):
+                continue
+            yield name, a.option_strings[0], a.type, a.choices
+
+
+NUMERIC = list(_numeric_options())
+
+
+def test_the_table_covers_the_commands():
+    commands = {c for c, *_ in NUMERIC}
+    assert {"train", "sample", "features", "score", "pair", "ood", "classifier", "sweep", "prepare", "bench",
+            "download"} <= commands
+    assert len(NUMERIC) > 60
+
+
+@pytest.mark.parametrize("command, flag, kind, choices", NUMERIC, ids=[f"{c} {f}" for c, f, *_ in NUMERIC])
+def test_every_numeric_option_refuses_bad_values_in_one_line(command, flag, kind, choices, tmp_path,
+                                                             monkeypatch, capsys):
+    """A Number type says what it takes; anything else (plain int/float) must be bounded by choices."""
+    assert isinstance(kind, Number) or choices, f"vsgm {command} {flag}: a number needs a vsgm.domains range"
+    monkeypatch.chdir(tmp_path)
+    base = [command, *_required_argv(_subcommands()[command])]
+    for text in BAD_VALUES:
+        try:
+            value = kind(text)
+            accepted = value in choices if choices else True
+        except (argparse.ArgumentTypeError, ValueError, TypeError):
+            accepted = False
+        if accepted:  # the option's documented range holds it: never NaN, inf or huge; negative only -1
+            assert text not in NEVER and (text != "-1" or -1 in getattr(kind, "also", ())), (flag, text)
+            continue
+        with pytest.raises(SystemExit) as err:
+            main([*base, f"{flag}={text}"])  # "=": argparse reads a bare "-inf" as an option
+        assert err.value.code == 2, (flag, text)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and f"argument {flag}" in lines[0], (flag, text, lines)
+        assert not any(tmp_path.iterdir()), (flag, text)
+
+
+def test_domains_refuse_what_argparse_would_let_through():
+    """float('nan') compares false with every bound: a range check written as `not value > 0` would pass it."""
+    for kind in {id(k): k for _, _, k, _ in NUMERIC if isinstance(k, Number)}.values():
+        assert not kind.contains(math.nan) and not kind.contains(math.inf) and not kind.contains(True)
+
+
+# -- helpers for the file-based cases -------------------------------------------------------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from vsgm.io import write_json  # noqa: E402
+
+
+def one_error(argv, capsys, *needles, code=1):
+    """Run a command in-process: exit ``code``, one error line starting 'vsgm CMD:' holding the needles, no traceback."""
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"vsgm {argv[0]}:")]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def copy_model(model, where):
+    where.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(model.parent / name, where / name)
+    return where / "model.safetensors"
+
+
+def edit_json(path, change):
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+def files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def feature_table(n, seed=0, levels=4):
+    rng = np.random.default_rng(seed)
+    cols = {"index": np.arange(n)}
+    for t in (0.1, 0.5):
+        cols[f"loss_t{t:g}"] = rng.gamma(2.0, 1.0, n)
+    for i in range(levels):
+        cols[f"norm_{i}"] = rng.normal(i, 1.0 + i, n)
+    return pd.DataFrame(cols)
+
+
+# -- 9: malformed JSON and tables: one line naming the file, nothing written ----------------------
+
+MODEL_JSON_EDITS = {
+    "options a string": (lambda m: m.update(options="model_channels=16"), "'options' must be an object"),
+    "options a list": (lambda m: m.update(options=[16]), "'options' must be an object"),
+    "options null": (lambda m: m.update(options=None), "'options' must be an object"),
+    "no size": (lambda m: m.pop("size"), "has no 'size' entry"),
+    "size a string": (lambda m: m.update(size="8"), "'size' must be an integer"),
+    "channel_mult a number": (lambda m: m["options"].update(channel_mult=2), "options.channel_mult must be like"),
+    "sigma nan": (lambda m: m["options"].update(sigma=float("nan")), "not strict JSON"),
+    "a list": (lambda m: (m.clear(), m.update(__list__=True)), "expected a JSON object"),
+    # 5: edits that keep the weights loadable but change the network or its sampling
+    "size edited": (lambda m: m.update(size=16), "size disagree(s) with the network recorded in"),
+    "heads edited": (lambda m: m["options"].update(num_head_channels=8), "options.num_head_channels disagree"),
+    "sigma edited": (lambda m: m["options"].update(sigma=50.0), "options.sigma disagree"),
+}
+
+
+@pytest.mark.parametrize("case", list(MODEL_JSON_EDITS))
+def test_a_malformed_or_edited_model_json_is_refused(case, tiny_model, tmp_path, capsys):
+    change, needle = MODEL_JSON_EDITS[case]
+    model = copy_model(tiny_model, tmp_path / "m")
+    sidecar = model.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    change(meta)
+    text = "[1, 2]" if meta.get("__list__") else json.dumps(meta)
+    sidecar.write_text(text)
+    line = one_error(["sample", "--checkpoint", str(model), "--num_steps", "1", "--num_samples", "1",
+                      "--out", str(tmp_path / "out" / "s")], capsys, needle)
+    assert "model.json" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_written_before_the_header_entry_loads_with_a_warning(tiny_model, tmp_path, caplog):
+    """Older models have no network record in their header: model.json is trusted, and the log says so."""
+    from safetensors.torch import load_file, save_file
+
+    from vsgm.checkpoint import read_header
+    from vsgm.models import load_trained
+
+    model = copy_model(tiny_model, tmp_path / "m")
+    assert read_header(model)["size"] == 8
+    save_file(load_file(str(model)), str(model))  # the same weights, no metadata
+    assert read_header(model) is None
+    assert load_trained(model).size == 8
+    assert "trusted as it is" in caplog.text
+
+
+def test_malformed_json_and_tables_of_every_reader(tiny_model, digits_train, tmp_path, capsys):
+    """The readers of vsgm's own files: resume, quality sidecar, nfe JSON, score and feature tables."""
+    feats = tmp_path / "f.parquet"
+    feature_table(80).to_parquet(feats)
+    bad = tmp_path / "bad.parquet"
+    out = tmp_path / "out"
+    cases = [
+        (feature_table(80).drop(columns="index"), "has no column(s) ['index']"),
+        (feature_table(80).drop(columns=["loss_t0.1", "loss_t0.5"]), "needs loss_t* and norm_* columns"),
+        (feature_table(80).assign(norm_9=1.0), "norm columns must be norm_0..norm_4"),
+        (feature_table(80).assign(extra=1.0), "are not features of vsgm features"),
+        (feature_table(80).assign(norm_1=np.nan), "non-finite value(s) in column(s) ['norm_1']"),
+        (feature_table(80).assign(norm_1="x"), "are not numeric"),
+        (feature_table(0), "has no rows"),
+    ]
+    for table, needle in cases:
+        table.to_parquet(bad)
+        for argv in (["--train_features", str(bad), "--features", str(feats)],
+                     ["--train_features", str(feats), "--features", str(bad)]):
+            one_error(["score", *argv, "--out", str(out / "s.parquet")], capsys, needle, "bad.parquet")
+    bad.write_text("not parquet")
+    one_error(["score", "--train_features", str(feats), "--features", str(bad), "--out", str(out / "s.parquet")],
+              capsys, "not a readable Parquet table")
+    # vsgm pair: a sanity table lacking a scorer, an nfe JSON without nfe
+    scores = {n: pd.DataFrame({"index": np.arange(30), "loss": np.random.default_rng(i).normal(size=30),
+                               "msma": np.random.default_rng(i + 9).normal(size=30)})
+              for i, n in enumerate(("in", "out", "sanity"))}
+    for n, df in scores.items():
+        df.to_parquet(tmp_path / f"{n}.parquet")
+    scores["sanity"].drop(columns="msma").to_parquet(tmp_path / "short.parquet")
+    pair = ["pair", "--in_scores", str(tmp_path / "in.parquet"), "--out_scores", str(tmp_path / "out.parquet"),
+            "--out", str(out / "p.csv"), "--n_boot", "10"]
+    one_error([*pair, "--sanity", str(tmp_path / "short.parquet")], capsys, "short.parquet", "differ from")
+    for text, needle in [("{}", "has no 'nfe' entry"), ('{"nfe": [1]}', "'nfe' must be an object"),
+                         ("{", "not valid JSON"), ('{"nfe": {"loss": NaN}}', "not strict JSON")]:
+        (tmp_path / "nfe.json").write_text(text)
+        one_error([*pair, "--nfe_json", str(tmp_path / "nfe.json")], capsys, "nfe.json", needle)
+    assert not out.exists()
+    # a resume file whose metadata lost its shape
+    run = tmp_path / "run"
+    from vsgm.checkpoint import save_resume
+
+    save_resume(run / "resume.safetensors", {"model": {}}, {"options": "x", "step": 3, "history": [],
+                                                            "world_size": 1})
+    one_error(["train", "--data", str(digits_train), "--out_dir", str(run), "--n_epochs", "2", "--warmup", "1"],
+              capsys, "resume.json", "'options' must be an object")
+    assert files(run) == ["resume.json", "resume.safetensors"]
+
+
+def test_an_unexpected_exception_is_one_line_and_debug_shows_it(tmp_path, monkeypatch, capsys):
+    import vsgm.report
+
+    def broken(*_):
+        raise TypeError("simulated bug")
+
+    monkeypatch.setattr(vsgm.report, "aggregate_results", broken)
+    one_error(["aggregate", "--results", str(tmp_path), "--out_dir", str(tmp_path / "a")], capsys,
+              "vsgm aggregate: internal error: TypeError: simulated bug", "--debug", "please report it")
+    with pytest.raises(TypeError, match="simulated bug"):
+        main(["--debug", "aggregate", "--results", str(tmp_path), "--out_dir", str(tmp_path / "a")])
