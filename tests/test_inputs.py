@@ -95,7 +95,7 @@ from vsgm.io import write_json  # noqa: E402
 
 
 def one_error(argv, capsys, *needles, code=1):
-    """Run a command in-process: exit ``code``, one error line starting 'vsgm CMD:' holding the needles, no traceback."""
+    """Run a command in-process: exit ``code``, one error line 'vsgm CMD: ...' with the needles, no traceback."""
     assert main(argv) == code
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith(f"vsgm {argv[0]}:")]
@@ -241,3 +241,219 @@ def test_an_unexpected_exception_is_one_line_and_debug_shows_it(tmp_path, monkey
               "vsgm aggregate: internal error: TypeError: simulated bug", "--debug", "please report it")
     with pytest.raises(TypeError, match="simulated bug"):
         main(["--debug", "aggregate", "--results", str(tmp_path), "--out_dir", str(tmp_path / "a")])
+
+
+# -- 1: a resume file refuses data and schedules it was not made from -----------------------------
+
+@pytest.fixture(scope="module")
+def digits_test(tmp_path_factory):
+    from vsgm.data import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "digits_test.safetensors"
+    prepare("digits", "test", tmp_path_factory.mktemp("data"), out, size=8, channels=1)
+    return out
+
+
+def test_resume_onto_other_data_is_refused(digits_train, digits_test, tmp_path, tiny_options):
+    from vsgm.train import Trainer, train
+
+    trainer = Trainer(tiny_options, digits_train, tmp_path)
+    trainer.train_step(*next(iter(trainer.loader)))
+    trainer.save_resume()
+    before = {p: (tmp_path / p).read_bytes() for p in files(tmp_path)}
+    with pytest.raises(ValueError) as err:
+        train(tiny_options, digits_test, tmp_path)
+    message = str(err.value)
+    assert "resume.safetensors: not resumed: it was made from other data or another schedule" in message
+    assert "data_sha256" in message and "n_images" in message and "total_steps" in message
+    assert "--restart" in message and "\n" not in message
+    assert {p: (tmp_path / p).read_bytes() for p in files(tmp_path)} == before  # nothing written or replaced
+    # the same data resumes; --restart (resume=False) starts over on the other data
+    assert train(tiny_options, digits_test, tmp_path, resume=False)["step"] > 0
+
+
+def test_resume_file_without_its_identity_is_refused(digits_train, tmp_path, tiny_options):
+    """A resume file that does not say what it was made from cannot be trusted to continue."""
+    from vsgm.checkpoint import save_resume
+    from vsgm.train import train
+
+    save_resume(tmp_path / "resume.safetensors", {"model": {}}, {"options": {**tiny_options, "size": 8},
+                                                                  "step": 3, "history": [], "world_size": 1})
+    with pytest.raises(ValueError, match=r"does not record the data and schedule .* --restart"):
+        train(tiny_options, digits_train, tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+# -- 2: sample quality from inputs that do not belong together ------------------------------------
+
+@pytest.fixture(scope="module")
+def classifier(digits_train, tmp_path_factory):
+    from vsgm.data import load_prepared
+    from vsgm.quality import save_classifier, train_classifier
+
+    data = load_prepared(digits_train)
+    model, acc = train_classifier(data.images, data.labels, epochs=1)
+    out = tmp_path_factory.mktemp("clf") / "classifier.safetensors"
+    save_classifier(model, out, {"train_accuracy": acc, "dataset": "digits", "size": 8})
+    return out
+
+
+def write_fake_samples(prefix, samples, dataset="digits"):
+    np.savez(f"{prefix}.npz", samples=samples.astype(np.float32))
+    write_json(f"{prefix}.json", {"sampler": "em", "dataset": dataset, "model": "digits"})
+    return f"{prefix}.npz"
+
+
+@pytest.mark.parametrize("shape, scale, dataset, needle", [
+    ((16, 1, 16, 16), 1.0, "digits", "images of shape (channels, height, width) (1, 16, 16) vs (1, 8, 8)"),
+    ((16, 1, 8, 8), 1.0, "photos", "dataset photos vs digits"),
+    ((16, 1, 8, 8), 50.0, "digits", "not images in [-1, 1]"),
+    ((16, 1, 8, 8), np.nan, "digits", "non-finite sample value(s)"),
+])
+def test_quality_refuses_samples_that_do_not_belong_to_the_reference(shape, scale, dataset, needle, classifier,
+                                                                      digits_test, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    samples = rng.uniform(-1, 1, shape) * scale if scale == scale else np.full(shape, np.nan)
+    npz = write_fake_samples(tmp_path / "s", samples, dataset)
+    one_error(["quality", "--classifier", str(classifier), "--samples", npz, "--reference", str(digits_test),
+               "--inception_weights", "none", "--out", str(tmp_path / "q.json")], capsys, needle)
+    assert not (tmp_path / "q.json").exists()
+
+
+def test_quality_of_matching_inputs_and_no_silent_overwrite(classifier, digits_test, tmp_path, capsys):
+    npz = write_fake_samples(tmp_path / "s", np.random.default_rng(0).uniform(-1, 1, (16, 1, 8, 8)))
+    argv = ["quality", "--classifier", str(classifier), "--samples", npz, "--reference", str(digits_test),
+            "--inception_weights", "none", "--out", str(tmp_path / "q.json")]
+    assert main(argv) == 0
+    first = (tmp_path / "q.json").read_text()
+    assert json.loads(first)["fd"] > 0
+    one_error(argv, capsys, "q.json exists", "--overwrite")
+    assert (tmp_path / "q.json").read_text() == first
+    assert main([*argv, "--overwrite"]) == 0
+
+
+def test_sweep_refuses_a_reference_of_another_size(tiny_model, classifier, digits_train, tmp_path, capsys):
+    from vsgm.data import prepare
+
+    ref16 = tmp_path / "ref16.safetensors"
+    prepare("digits", "test", tmp_path / "data", ref16, size=16, channels=1)
+    one_error(["sweep", "--checkpoint", str(tiny_model), "--classifier", str(classifier), "--reference", str(ref16),
+               "--samplers", "em", "--steps", "2", "--num_samples", "4", "--out", str(tmp_path / "sw.csv")],
+              capsys, "do not belong together", "(1, 8, 8) vs (1, 16, 16)")
+    assert not (tmp_path / "sw.csv").exists()
+
+
+# -- 3: feature columns matched by name --------------------------------------------------------------
+
+def test_score_matches_feature_columns_by_name(tmp_path, capsys):
+    """Reordered columns give the same scores; a table lacking or adding columns is refused."""
+    train, target = feature_table(200, seed=1), feature_table(50, seed=2)
+    train.to_parquet(tmp_path / "train.parquet")
+    target.to_parquet(tmp_path / "target.parquet")
+    target[list(reversed(target.columns))].to_parquet(tmp_path / "reversed.parquet")
+    for name in ("target", "reversed"):
+        assert main(["score", "--train_features", str(tmp_path / "train.parquet"), "--features",
+                     str(tmp_path / f"{name}.parquet"), "--out", str(tmp_path / f"s_{name}.parquet")]) == 0
+    a, b = (pd.read_parquet(tmp_path / f"s_{n}.parquet") for n in ("target", "reversed"))
+    pd.testing.assert_frame_equal(a, b)
+    target.drop(columns=["loss_t0.5"]).to_parquet(tmp_path / "lacking.parquet")
+    one_error(["score", "--train_features", str(tmp_path / "train.parquet"), "--features",
+               str(tmp_path / "lacking.parquet"), "--out", str(tmp_path / "x.parquet")], capsys,
+              "lacking.parquet: its columns differ", "missing ['loss_t0.5']")
+    one_error(["score", "--train_features", str(tmp_path / "train.parquet"), "--features",
+               str(tmp_path / "target.parquet"), "--holdout", "--out", str(tmp_path / "x.parquet")], capsys,
+              "--holdout scores the held-out part of --train_features")
+    assert not (tmp_path / "x.parquet").exists()
+
+
+# -- 4: non-finite samples and strict JSON ----------------------------------------------------------
+
+def test_non_finite_samples_are_refused_before_anything_is_written(tiny_model, tmp_path, capsys):
+    from vsgm.checkpoint import load_tensors, read_header, save_tensors
+
+    tensors, meta = load_tensors(tiny_model)
+    header = read_header(tiny_model)
+    tensors = {k: v * 1e30 if v.is_floating_point() else v for k, v in tensors.items()}  # overflows float32
+    meta = {k: v for k, v in meta.items() if k not in ("format", "versions")}
+    save_tensors(tmp_path / "m" / "model.safetensors", tensors, meta, header=header)
+    one_error(["sample", "--checkpoint", str(tmp_path / "m" / "model.safetensors"), "--num_steps", "2",
+               "--num_samples", "3", "--out", str(tmp_path / "out" / "s")], capsys,
+              "em gave", "non-finite value(s) in samples 0-2 of 3; nothing written")
+    assert not (tmp_path / "out").exists()
+
+
+def test_json_is_strict_and_a_non_finite_value_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"r\.json: not written: non-finite value\(s\) fd"):
+        write_json(tmp_path / "r.json", {"fd": float("nan"), "n": 3})
+    assert not list(tmp_path.iterdir())
+
+
+# -- 6: an outlier set that is the model's own ------------------------------------------------------
+
+def test_ood_against_the_models_own_dataset_is_refused(tiny_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    one_error(["ood", "--checkpoint", str(tiny_model), "--out_dataset", "digits"], capsys,
+              "--out_dataset digits is the model's own dataset")
+    assert not any(tmp_path.iterdir())
+
+
+# -- 8: output paths checked before any work --------------------------------------------------------
+
+def test_an_out_dir_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").write_text("a file")
+    one_error(["train", "--dataset", "digits", "--size", "8", "--out_dir", "m/run"], capsys,
+              "m/run: cannot be an output directory, m is a file")
+    one_error(["train", "--dataset", "digits", "--size", "8", "--out_dir", "x", "--n_epochs", "3", "--warmup", "3"],
+              capsys, "warmup (3 epochs) must be below n_epochs (3)")
+    assert files(tmp_path) == ["m"]  # nothing prepared, nothing trained
+
+
+# -- issue 17: no command replaces what it did not make ---------------------------------------------
+
+def test_sample_writes_beside_the_user_and_never_over_an_existing_result(tiny_model, tmp_path, monkeypatch,
+                                                                          capsys):
+    monkeypatch.chdir(tmp_path)
+    model_dir = tiny_model.parent
+    before = files(model_dir)
+    argv = ["sample", "--checkpoint", str(tiny_model), "--num_steps", "2", "--num_samples", "2"]
+    assert main(argv) == 0
+    assert files(model_dir) == before  # nothing in the model's (the workflow's results) directory
+    written = files(tmp_path)
+    assert written == [f"samples/{model_dir.name}/em.{e}" for e in ("json", "npz", "png")]
+    grid = (tmp_path / written[2]).read_bytes()
+    one_error([*argv, "--seed", "1"], capsys, f"samples/{model_dir.name}/em.png exists", "--overwrite")
+    assert (tmp_path / written[2]).read_bytes() == grid
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert (tmp_path / written[2]).read_bytes() != grid
+
+
+def test_every_writing_command_refuses_an_existing_output(tiny_model, digits_train, tmp_path, capsys):
+    """One existing output per command: refused before any work, left as it was."""
+    feature_table(100).to_parquet(tmp_path / "f.parquet")
+    for n in ("in", "out"):
+        pd.DataFrame({"index": np.arange(20), "loss": np.random.default_rng(len(n)).normal(size=20)}).to_parquet(
+            tmp_path / f"{n}.parquet")
+    existing = tmp_path / "existing"
+    existing.write_text("someone's result")
+    commands = [
+        ["features", "--checkpoint", str(tiny_model), "--data", str(digits_train), "--out", str(existing)],
+        ["score", "--train_features", str(tmp_path / "f.parquet"), "--features", str(tmp_path / "f.parquet"),
+         "--out", str(existing)],
+        ["pair", "--in_scores", str(tmp_path / "in.parquet"), "--out_scores", str(tmp_path / "out.parquet"),
+         "--out", str(existing)],
+        ["classifier", "--data", str(digits_train), "--out", str(existing)],
+        ["prepare", "--dataset", "digits", "--split", "test", "--size", "8", "--channels", "1", "--root",
+         str(tmp_path / "data"), "--out", str(existing)],
+        ["bench", "--out", str(existing)],
+    ]
+    for argv in commands:
+        try:
+            assert main(argv) == 1, argv[0]
+            err = capsys.readouterr().err
+        except SystemExit as exit_info:  # the data commands exit with their one-line message
+            err = str(exit_info.code)
+        assert "existing exists" in err and "--overwrite" in err, (argv[0], err)
+        assert existing.read_text() == "someone's result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing", "f.parquet", "in.parquet", "out.parquet"]
+

@@ -36,28 +36,30 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
     dims = model.options["dims"]
     outs, nfes, seconds = [], [], 0.0
     bar = tqdm(desc=f"{spec.name}, {num_samples} samples", unit=" NFE", mininterval=1.0, disable=not progress)
-    for start in range(0, num_samples, batch_size):
-        n = min(batch_size, num_samples - start)
-        y = None
-        if model.options["conditional"]:
-            y = (torch.arange(start, start + n, device=device) % model.options["n_classes"])
-        score = make_score_fn(model.net, model.sde, y=y, cfg=cfg, null_label=model.null_label)
-        if progress:
-            score = Counted(score, tick=bar.update)
-        shape = (n, model.input_channels, *([model.input_size] * dims))
-        res = sample(score, model.sde, shape, spec, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
-                     generator=g, device=device)
-        bad = int((~torch.isfinite(res.samples)).sum())
-        if bad and finite:  # refused before anything is written: clamping would turn them into a black or white image
-            raise ValueError(f"{spec.name} gave {bad} non-finite value(s) in samples {start}-{start + n - 1} "
-                             f"of {num_samples}; nothing written (check --snr, --cfg, --atol/--rtol, --eps)")
-        images = model.to_images(res.samples).cpu()
-        if bad:  # the clamp of to_images would turn infinities into plausible pixels
-            images.fill_(float("nan"))
-        outs.append(images)
-        nfes.append(res.nfe)
-        seconds += res.seconds
-    bar.close()
+    try:
+        for start in range(0, num_samples, batch_size):
+            n = min(batch_size, num_samples - start)
+            y = None
+            if model.options["conditional"]:
+                y = (torch.arange(start, start + n, device=device) % model.options["n_classes"])
+            score = make_score_fn(model.net, model.sde, y=y, cfg=cfg, null_label=model.null_label)
+            if progress:
+                score = Counted(score, tick=bar.update)
+            shape = (n, model.input_channels, *([model.input_size] * dims))
+            res = sample(score, model.sde, shape, spec, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
+                         generator=g, device=device)
+            bad = int((~torch.isfinite(res.samples)).sum())
+            if bad and finite:  # refused before anything is written (a clamp would make them black or white)
+                raise ValueError(f"{spec.name} gave {bad} non-finite value(s) in samples {start}-{start + n - 1} "
+                                 f"of {num_samples}; nothing written (check --snr, --cfg, --atol/--rtol, --eps)")
+            images = model.to_images(res.samples).cpu()
+            if bad:  # the clamp of to_images would turn infinities into plausible pixels
+                images.fill_(float("nan"))
+            outs.append(images)
+            nfes.append(res.nfe)
+            seconds += res.seconds
+    finally:
+        bar.close()  # before any error message, which would otherwise share the bar's line
     cost = {"sampler": spec.name, "kind": spec.kind, "solver": spec.solver.value if spec.solver else None,
             "grid": spec.grid.value if spec.kind == "ode" else None, "nfe": float(np.mean(nfes)),
             "network_evals": float(np.mean(nfes)) * (2 if guided else 1),
