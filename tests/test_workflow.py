@@ -105,7 +105,7 @@ NAN, INF = float("nan"), float("inf")
     ("sample", {"cfg": 2.0}, ["cfg 2.0", "needs a conditional model"]),   # guidance on unconditional models
     ("sde", {"sigma": NAN}, ["sde.sigma: must be a finite number, got nan"]),
     ("train", {"lr": INF}, ["train.lr: must be a finite number, got inf"]),
-    ("sde", {"sigma": 1.0}, ["sde.sigma: must be in (1, 1e+06]"]),        # the VE SDE's std would be 0/0
+    ("sde", {"eps": 1e-9}, ["sde.eps: must be in [1e-06, 1)"]),            # the smallest std underflows float32
     ("models", {"digits": {"size": 8, "channels": 1, "ood": ["digits", "noise"]}},
      ["models.digits.ood: ['digits'] share(s) images with model digits"]),  # its own set, no longer dropped
     ("datasets", {"digits": {"dataset": "digits"}, "noise": {"dataset": "noise"},
@@ -118,7 +118,7 @@ def test_what_vsgm_would_refuse_fails_before_any_job(wf, tmp_path, section, chan
     config["models"] = {"digits": config["models"]["digits"]}
     config["datasets"] = {k: config["datasets"][k] for k in ("digits", "noise")}
     config["ood"] = {"sets": ["digits04", "noise"]} if section == "datasets" else {"sets": "all"}
-    config[section] = {**config[section], **changes}
+    config[section] = {**config.get(section, {}), **changes}
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))
     proc = snakemake(wf, "--cores", "1", "--configfile", str(bad), timeout=300)

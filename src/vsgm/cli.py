@@ -45,10 +45,12 @@ def _prepare_on_the_fly(args: argparse.Namespace, split: str) -> Path:
 def cmd_train(args: argparse.Namespace) -> None:
     from .checks import check_train_options
     from .guards import check_out_dir
-    from .train import train
+    from .train import check_not_finished, train
 
     options = _options(args, "model", "sde", "data", "train", "sample")
     check_out_dir(args.out_dir)  # before any data is prepared or read
+    if not args.restart:
+        check_not_finished(args.out_dir)
     check_train_options(options)
     data = args.data or _prepare_on_the_fly(args, "train")
     meta = train(options, data, args.out_dir, resume=not args.restart)
@@ -131,16 +133,17 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_pair(args: argparse.Namespace) -> None:
+    from .inputs import read_score_tables
     from .tables import OOD, pair_table
     from .viz import plot_roc_curves, plot_score_histograms
 
-    ins, outs, sanity = read_score_tables(args)
+    ins, outs, sanity = read_score_tables(args.in_scores, args.out_scores, args.sanity)
     nfe = read_json(args.nfe_json, {"nfe": dict})["nfe"] if args.nfe_json else None
     model = args.model or Path(args.out).parent.name
     out_name = args.out_name or Path(args.out_scores).stem
     scorers = [c for c in ins.columns if c != "index"]
-    plots = [Path(args.plots) / f"hist_{s}.png" for s in scorers] + [Path(args.plots) / "roc.png"] if args.plots else []
-    refuse_existing([args.out, *plots], args.overwrite)
+    plot_files = [Path(args.plots) / f"{n}.png" for n in (*(f"hist_{s}" for s in scorers), "roc")] if args.plots else []
+    refuse_existing([args.out, *plot_files], args.overwrite)
     table = pair_table(model, out_name, ins, outs, sanity, nfe, n_boot=args.n_boot, seed=args.seed)
     write_table(args.out, table)
     if args.plots:
@@ -152,30 +155,6 @@ def cmd_pair(args: argparse.Namespace) -> None:
                         title=f"{model} vs {out_name}")
     best = table[table["comparison"] == OOD].sort_values("auroc").iloc[-1]
     print(f"{model} vs {out_name}: best {best['scorer']} AUROC {best['auroc']:.3f} -> {args.out}")
-
-
-def read_score_tables(args: argparse.Namespace):
-    """The in-distribution, outlier and sanity score tables of ``vsgm pair``, refused unless each holds
-    ``index`` and the same known scorers, finite."""
-    from .ood import SCORERS
-    from .guards import check_table
-
-    tables = {}
-    for flag in ("in_scores", "out_scores", "sanity"):
-        path = getattr(args, flag)
-        if path:
-            tables[flag] = df = read_parquet(path)
-            check_table(df, path)
-            unknown = [c for c in df.columns if c != "index" and c not in SCORERS]
-            if unknown or len(df.columns) < 2:
-                raise ValueError(f"{path}: columns {unknown or list(df.columns)} are not scorers "
-                                 f"({', '.join(SCORERS)}) of vsgm score")
-    scorers = set(tables["in_scores"].columns)
-    for flag, df in tables.items():
-        if set(df.columns) != scorers:
-            raise ValueError(f"{getattr(args, flag)}: scorers {sorted(set(df.columns) - {'index'})} differ from "
-                             f"--in_scores' {sorted(scorers - {'index'})}")
-    return tables["in_scores"], tables["out_scores"], tables.get("sanity")
 
 
 def cmd_ood(args: argparse.Namespace) -> None:
@@ -230,54 +209,21 @@ def cmd_classifier(args: argparse.Namespace) -> None:
     print(f"feature classifier: training accuracy {acc:.3f} -> {args.out}")
 
 
-def _classifier_space(clf, path) -> dict:
-    from .quality import describe
-
-    return describe(path, clf.meta.get("dataset"), (clf.meta["channels"], clf.meta.get("size"), clf.meta.get("size")))
-
-
-def _prepared_space(path, size=None, channels=None):
-    """(images, describe(...)) of a prepared split."""
-    from .data import load_prepared
-    from .quality import describe
-
-    data = load_prepared(path, size=size, channels=channels)
-    return data.images, describe(path, data.meta.get("dataset"), data.images.shape[1:])
-
-
-def _read_samples(path):
-    """The samples of a .npz written by vsgm sample and its .json, refused unless finite images in [-1, 1]."""
-    import zipfile
-
-    import numpy as np
-    import torch
-
-    from .quality import check_sample_values, describe
-
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            samples = torch.from_numpy(f["samples"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: not a samples .npz written by vsgm sample ({err})") from err
-    check_sample_values(samples, path)
-    info = read_json(sidecar(path, ".npz"), {"sampler": str, "dataset": (str, type(None))})
-    return samples, info, describe(path, info["dataset"], samples.shape[1:])
-
-
 def cmd_quality(args: argparse.Namespace) -> None:
     import torch
 
     from .data.loader import normalise
     from .io import write_json
+    from .inputs import classifier_space, prepared_space, read_samples
     from .quality import check_same_space, inception_fid_entries, load_classifier, sample_fd
 
     refuse_existing([args.out], args.overwrite)
-    samples, info, space = _read_samples(args.samples)
+    samples, info, space = read_samples(args.samples)
     clf = load_classifier(args.classifier)
-    ref_images, ref_space = _prepared_space(args.reference)
-    parts = [space, ref_space, _classifier_space(clf, args.classifier)]
+    ref_images, ref_space = prepared_space(args.reference)
+    parts = [space, ref_space, classifier_space(clf, args.classifier)]
     if args.train_reference:
-        train, train_space = _prepared_space(args.train_reference)
+        train, train_space = prepared_space(args.train_reference)
         parts.append(train_space)
     check_same_space(parts)
     ref = normalise(ref_images)
@@ -297,6 +243,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from .data.loader import normalise
+    from .inputs import classifier_space, prepared_space
     from .models import load_trained
     from .quality import check_same_space, describe, load_classifier
     from .sweep import sweep
@@ -305,9 +252,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     device = _device(args.device)
     model = load_trained(args.checkpoint, device)
     clf = load_classifier(args.classifier)
-    ref_images, ref_space = _prepared_space(args.reference)
+    ref_images, ref_space = prepared_space(args.reference)
     check_same_space([describe(args.checkpoint, model.meta.get("dataset"), (model.channels, model.size, model.size)),
-                      ref_space, _classifier_space(clf, args.classifier)])
+                      ref_space, classifier_space(clf, args.classifier)])
     table = sweep(model, clf, normalise(ref_images), args.samplers, args.steps, args.tolerances,
                   args.num_samples, args.batch_size, seed=args.seed, device=device,
                   model_name=Path(args.checkpoint).parent.name)

@@ -93,13 +93,15 @@ decay = Number(float, 0.0, 1.0, name="decay")
 # every numeric option of the CLI and the workflow, by its name (lists: each entry)
 OPTIONS: dict[str, Number] = {
     **dict.fromkeys(["model_channels", "num_res_blocks", "attention_resolutions", "channel_mult", "num_heads",
-                     "n_classes", "size", "batch_size", "n_epochs", "sample_and_save_freq", "num_steps",
+                     "n_classes", "batch_size", "n_epochs", "sample_and_save_freq", "num_steps",
                      "num_samples", "n_draws", "levels", "bpd_steps", "max_images", "max_train_images", "steps",
-                     "n_boot", "epochs", "repeats", "sampler_batch", "bottleneck"], positive_int),
+                     "n_boot", "epochs", "repeats", "sampler_batch"], positive_int),
     **dict.fromkeys(["num_workers", "warmup", "save_every", "micro_batch", "classes"], non_negative_int),
     **dict.fromkeys(["dropout", "ema_rate", "drop_prob"], probability),
     **dict.fromkeys(["atol", "rtol", "tolerances"], tolerance),
     "num_head_channels": head_channels, "sigma": sigma, "eps": eps, "seed": seed, "lr": learning_rate,
     "decay": decay, "snr": snr, "cfg": guidance, "dims": Number(int, 1, 3, name="dims"),
     "channels": Number(int, 1, 4, name="channels"),
+    # an image side beyond 4096 is a typo: preparing it would try to allocate terabytes
+    **dict.fromkeys(["size", "bottleneck"], Number(int, 1, 4096, name="image_side")),
 }

@@ -68,6 +68,13 @@ def check_options(options: dict[str, Any], n_train: int) -> None:
         raise ValueError(f"batch_size {options['batch_size']} is larger than the training set per process ({n_train})")
 
 
+def check_not_finished(out_dir: str | os.PathLike) -> None:
+    """Refuse to train over a finished model (one without a resume file) unless --restart."""
+    final, resume = Path(out_dir) / "model.safetensors", Path(out_dir) / "resume.safetensors"
+    if final.exists() and not resume.exists():
+        raise FileExistsError(f"{final} is a finished model; --restart trains a new one in its place")
+
+
 def resume_identity(data_meta: dict[str, Any], n_images: int, total_steps: int) -> dict[str, Any]:
     """What a resume file was made from: the data (its checksum and image count) and the schedule's length.
     A resume file from other data or another schedule would finish a model that looks trained but is not."""
@@ -254,9 +261,8 @@ class Trainer:
     def run(self, resume: bool = True) -> dict[str, Any]:
         """Train to ``n_epochs``, resuming if possible; returns the final metadata."""
         o = self.options
-        final = self.out_dir / "model.safetensors"
-        if resume and final.exists() and not self.resume_path.exists():
-            raise FileExistsError(f"{final} is a finished model; --restart trains a new one in its place")
+        if resume:
+            check_not_finished(self.out_dir)
         if resume:
             self.try_resume()
         self.model.train()

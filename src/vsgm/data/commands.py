@@ -120,11 +120,11 @@ def register(subparsers: Any) -> None:
     _add_dataset(prepare)
     prepare.add_argument("--split", required=True, choices=SPLITS, help="train or test")
     prepare.add_argument("--out", required=True, help="output .safetensors file (a .json sidecar is written beside it)")
-    prepare.add_argument("--size", required=True, type=positive_int, help="the model's image side")
+    prepare.add_argument("--size", required=True, type=OPTIONS["size"], help="the model's image side")
     prepare.add_argument("--channels", required=True, type=int, choices=(1, 3), help="the model's channels")
     prepare.add_argument(
         "--bottleneck",
-        type=positive_int,
+        type=OPTIONS["bottleneck"],
         default=None,
         help="native resolution of the model's training set (images larger are first reduced to it)",
     )
