@@ -214,6 +214,8 @@ def test_malformed_json_and_tables_of_every_reader(tiny_model, digits_train, tmp
     pair = ["pair", "--in_scores", str(tmp_path / "in.parquet"), "--out_scores", str(tmp_path / "out.parquet"),
             "--out", str(out / "p.csv"), "--n_boot", "10"]
     one_error([*pair, "--sanity", str(tmp_path / "short.parquet")], capsys, "short.parquet", "differ from")
+    one_error(["pair", "--in_scores", str(tmp_path / "in.parquet"), "--out_scores", str(tmp_path / "in.parquet"),
+               "--out", str(out / "p.csv")], capsys, "the outlier scores are the in-distribution scores themselves")
     for text, needle in [("{}", "has no 'nfe' entry"), ('{"nfe": [1]}', "'nfe' must be an object"),
                          ("{", "not valid JSON"), ('{"nfe": {"loss": NaN}}', "not strict JSON")]:
         (tmp_path / "nfe.json").write_text(text)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from vsgm.checkpoint import CheckpointError
 from vsgm.losses import dsm_loss_at
@@ -125,6 +125,9 @@ def test_checkpoint_errors_name_the_file(tiny_options, digits_train, tmp_path):
     other = json.loads((tmp_path / "model.json").read_text())
     other["options"]["model_channels"] = 32
     (tmp_path / "model.json").write_text(json.dumps(other))
+    with pytest.raises(CheckpointError, match="options.model_channels disagree.*network recorded in"):
+        load_trained(path)  # the weights file's header says what the network was
+    save_file(load_file(str(path)), str(path))  # as written before the header entry: the weights still disagree
     with pytest.raises(CheckpointError, match="does not match this architecture.*shape mismatch"):
         load_trained(path)
 

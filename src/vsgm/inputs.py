@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from .guards import check_table, read_json, read_parquet
@@ -23,6 +24,9 @@ def read_score_tables(in_scores: str | os.PathLike, out_scores: str | os.PathLik
     """
     from .ood import SCORERS
 
+    if Path(in_scores).resolve() == Path(out_scores).resolve():
+        raise ValueError(f"{out_scores}: the outlier scores are the in-distribution scores themselves "
+                         "(an AUROC of 0.5 that says nothing)")
     tables = {}
     for path in (in_scores, out_scores, sanity):
         if path:
