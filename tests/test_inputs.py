@@ -6,12 +6,17 @@ line naming the flag, before anything is written.
 """
 
 import argparse
+import json
 import math
+import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from vsgm.cli import build_parser, main
 from vsgm.domains import Number
+from vsgm.io import write_json
 
 BAD_VALUES = ["nan", "inf", "-inf", "-1", "0", "1e30", str(10**30)]
 NEVER = {"nan", "inf", "-inf", "1e30", str(10**30)}  # no option may take these
@@ -83,16 +88,6 @@ def test_domains_refuse_what_argparse_would_let_through():
 
 
 # -- helpers for the file-based cases -------------------------------------------------------------
-
-import json  # noqa: E402
-import shutil  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from vsgm.io import write_json  # noqa: E402
-
 
 def one_error(argv, capsys, *needles, code=1):
     """Run a command in-process: exit ``code``, one error line 'vsgm CMD: ...' with the needles, no traceback."""
