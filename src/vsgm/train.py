@@ -26,9 +26,10 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from .checks import check_train_options
-from .checkpoint import load_resume, load_state_strict, save_resume, save_tensors
+from .checkpoint import CheckpointError, load_resume, load_state_strict, save_resume, save_tensors
 from .data import ImageLoader, load_prepared
 from .data.loader import normalise
+from .guards import check_fields
 from .io import sidecar, write_text
 from .losses import drop_labels, dsm_draws
 from .models import micro_batch_size, network_identity, unet_config
@@ -212,6 +213,11 @@ class Trainer:
         if not self.resume_path.exists():
             return False
         states, meta = load_resume(self.resume_path)
+        try:
+            check_fields(meta, {"options": dict, "step": int, "history": list, "world_size": int},
+                         sidecar(self.resume_path))
+        except ValueError as err:
+            raise CheckpointError(f"{err} (not a resume checkpoint of vsgm train; --restart starts over)") from None
         diff = sorted(k for k in set(meta["options"]) | set(self.options)
                       if k not in RESUME_FREE and meta["options"].get(k) != self.options.get(k))
         if diff:
