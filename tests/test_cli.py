@@ -54,11 +54,11 @@ def test_booleans_are_real_flags():
     (["train", "--out_dir", "x", "--n_epochs", "-1"], "--n_epochs: must be >= 1"),
     (["train", "--out_dir", "x", "--dropout", "1.5"], "--dropout: must be in [0, 1)"),
     (["train", "--out_dir", "x", "--sampler_type", "XX"], "--sampler_type: invalid choice"),
-    (["train", "--out_dir", "x", "--eps", "2"], "--eps: must be in (0, 1)"),
+    (["train", "--out_dir", "x", "--eps", "2"], "--eps: must be in [1e-06, 1)"),
     (["train", "--out_dir", "x", "--num_head_channels", "0"], "--num_head_channels: must be >= 1, or -1"),
     (["sample", "--checkpoint", "m", "--batch_size", "0"], "--batch_size: must be >= 1"),
     (["sweep", "--checkpoint", "m", "--classifier", "c", "--reference", "r", "--out", "o",
-      "--tolerances", "0.1", "0"], "--tolerances: must be > 0"),
+      "--tolerances", "0.1", "0"], "--tolerances: must be in (0, 1]"),
 ])
 def test_invalid_values_get_a_one_line_error(argv, needle, capsys):
     with pytest.raises(SystemExit) as err:

@@ -60,7 +60,7 @@ def test_vsgm_quality_adds_fid_when_weights_are_on_disk_and_says_why_not(tmp_pat
     def quality(*extra):
         out = tmp_path / "q.json"
         assert main(["quality", "--classifier", str(clf), "--samples", str(tmp_path / "s.npz"),
-                     "--reference", str(reference), "--out", str(out), *extra]) == 0
+                     "--reference", str(reference), "--out", str(out), "--overwrite", *extra]) == 0
         return json.loads(out.read_text())
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))  # auto: torchvision's cache, here without weights

@@ -58,7 +58,7 @@ def uninterrupted(tmp_path_factory, digits_train):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_killed_training_resumes_to_the_same_weights_and_log(sig, digits_train, uninterrupted, tmp_path):
     """The epoch that was cut logs its mean loss over all of its steps, as the uninterrupted run does."""
     same_weights, same_log = uninterrupted
@@ -70,8 +70,9 @@ def test_killed_training_resumes_to_the_same_weights_and_log(sig, digits_train, 
     assert proc.returncode != 0
     assert not (tmp_path / "model.safetensors").exists()
     saved = json.loads((tmp_path / "resume.json").read_text())["step"]
-    if sig == signal.SIGTERM:
-        assert "SIGTERM at step" in err and "resume checkpoint written" in err
+    if sig != signal.SIGKILL:  # Ctrl-C as a pre-emption: a resume file, one line, no traceback, 128 + signal
+        assert f"{sig.name} at step" in err and "resume checkpoint written" in err and "run the same command" in err
+        assert "Traceback" not in err and proc.returncode == 128 + sig
     resumed = subprocess.run(train_cmd(digits_train, tmp_path), env=ENV, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at step {saved} " in resumed.stderr and "resumed from" in resumed.stderr
@@ -164,3 +165,25 @@ def test_written_files_get_the_usual_permissions(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == mode
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_sampling_says_so_in_one_line_and_writes_nothing(tiny_model, tmp_path, sig):
+    """Ctrl-C (or SIGTERM) in a long command other than training: exit 128 + signal, one line, no output."""
+    out = tmp_path / "out" / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "vsgm.cli", "sample", "--checkpoint", str(tiny_model),
+                             "--num_steps", "100000", "--num_samples", "2", "--out", str(out)],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "samples:" not in seen:  # the progress counter: sampling has started
+        char = proc.stderr.read(1)
+        assert char, f"sampling ended before it could be interrupted: {seen}"
+        seen += char
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig
+    lines = [line for line in (seen + err).replace("\r", "\n").splitlines() if "vsgm sample:" in line]
+    assert len(lines) == 1, seen + err
+    assert lines[0].endswith(f"vsgm sample: interrupted by {sig.name}; no output was written (files are written "
+                             "whole or not at all)"), seen + err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()

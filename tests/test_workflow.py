@@ -97,6 +97,40 @@ def test_bad_config_fails_before_any_job_with_a_message_naming_the_key(wf, tmp_p
     assert not (wf / "results").exists() and not (wf / "resources").exists()
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("section, changes, names", [
+    ("train", {"warmup": 1, "n_epochs": 1}, ["train: warmup (1 epochs) must be below n_epochs (1)"]),
+    ("sample", {"cfg": 2.0}, ["cfg 2.0", "needs a conditional model"]),   # guidance on unconditional models
+    ("sde", {"sigma": NAN}, ["sde.sigma: must be a finite number, got nan"]),
+    ("train", {"lr": INF}, ["train.lr: must be a finite number, got inf"]),
+    ("sde", {"eps": 1e-9}, ["sde.eps: must be in [1e-06, 1)"]),            # the smallest std underflows float32
+    ("models", {"digits": {"size": 8, "channels": 1, "ood": ["digits", "noise"]}},
+     ["models.digits.ood: ['digits'] share(s) images with model digits"]),  # its own set, no longer dropped
+    ("datasets", {"digits": {"dataset": "digits"}, "noise": {"dataset": "noise"},
+                  "digits04": {"dataset": "digits", "classes": [0, 1, 2, 3, 4]}},
+     ["ood.sets: ['digits04'] share(s) images with model digits"]),     # a class subset of the model's own set
+])
+def test_what_vsgm_would_refuse_fails_before_any_job(wf, tmp_path, section, changes, names):
+    """The checks of vsgm's own commands (vsgm.checks), run by the config check: one line, nothing planned."""
+    config = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    config["models"] = {"digits": config["models"]["digits"]}
+    config["datasets"] = {k: config["datasets"][k] for k in ("digits", "noise")}
+    config["ood"] = {"sets": ["digits04", "noise"]} if section == "datasets" else {"sets": "all"}
+    config[section] = {**config.get(section, {}), **changes}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake(wf, "--cores", "1", "--configfile", str(bad), timeout=300)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stdout.splitlines() if "invalid config" in line]
+    assert len(errors) == 1, proc.stdout
+    for name in names:
+        assert name in errors[0], errors[0]
+    assert "Traceback" not in proc.stdout, proc.stdout
+    assert not (wf / "results").exists() and not (wf / "resources").exists()
+
+
 def test_configfile_replaces_the_default_config(wf, tmp_path):
     # one model instead of the default's two: nothing of the default's photos model may remain
     config = write_config(tmp_path / "one.yaml", models={"digits": {"size": 8, "channels": 1}})

@@ -22,7 +22,7 @@ from . import fused
 from .io import write_json
 from .losses import dsm_loss_at
 from .models import TrainedModel, unet_config
-from .options import add_groups, defaults, option
+from .options import OPTIONS, add_groups, defaults, option
 from .peak import Limit, best_time, fraction, measure_limit, settle
 from .precision import DTYPES, resolve_precision
 from .sde import VESDE
@@ -240,7 +240,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
                          "cannot be timed")
     options = {k: getattr(args, k) for k in [*defaults("model", "sde"), "micro_batch"]}
     from .cli import _device
+    from .guards import refuse_existing
 
+    if args.out:
+        refuse_existing([args.out], args.overwrite)
     device = _device(args.device)
     result = run_bench(options, args.channels, args.size or 32, args.batch_size, device, args.repeats,
                        args.samplers, args.sampler_batch, args.autocast)
@@ -253,16 +256,18 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure training, inference, scoring, sampling and data-loading speed")
     add_groups(p, "model", "sde")
-    p.add_argument("--size", type=int, default=32, help="image size (default: 32)")
-    p.add_argument("--channels", type=int, default=1, help="image channels (default: 1)")
-    p.add_argument("--batch_size", type=int, default=128, help="batch size (default: 128)")
+    p.add_argument("--size", type=OPTIONS["size"], default=32, help="image size (default: 32)")
+    p.add_argument("--channels", type=OPTIONS["channels"], default=1, help="image channels (default: 1)")
+    p.add_argument("--batch_size", type=OPTIONS["batch_size"], default=128, help="batch size (default: 128)")
     option("micro_batch").add_to(p)
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (default: 3)")
+    p.add_argument("--repeats", type=OPTIONS["repeats"], default=3, help="timed repeats, best kept (default: 3)")
     p.add_argument("--samplers", nargs="*", default=["em", "pc", "ode-euler", "ode-rk4", "ode-rk4-logstd"],
                    help="samplers to time")
-    p.add_argument("--sampler_batch", type=int, default=16, help="batch of the sampler timings (default: 16)")
+    p.add_argument("--sampler_batch", type=OPTIONS["sampler_batch"], default=16,
+                   help="batch of the sampler timings (default: 16)")
     p.add_argument("--autocast", choices=["no", "bf16", "fp16"], default="no",
                    help="mixed precision for the model timings (GPU: bf16)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--out", help="write the figures as JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: refuse)")
     p.set_defaults(func=cmd_bench)

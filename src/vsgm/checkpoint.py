@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .guards import check_fields, read_json
 from .io import atomic_path, sidecar, write_json
 
 FORMAT = 1
@@ -50,17 +51,24 @@ def _sniff(path: Path) -> None:
                               "checkpoints (convert it with safetensors.torch.save_file)")
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+HEADER_KEY = "vsgm.network"  # what defines the network, kept in the weights file's own header
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                 header: dict[str, Any] | None = None) -> None:
     """Atomically write tensors (safetensors) and their JSON sidecar; the sidecar lands last.
 
     Args:
         path: the .safetensors destination.
         tensors: name -> tensor (made contiguous, moved to CPU).
         meta: JSON-serialisable metadata; ``format`` and ``versions`` are added.
+        header: JSON-serialisable values kept in the safetensors header too (under HEADER_KEY), so that
+            an edited sidecar can be told from the file's own record (see read_header).
     """
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    extra = {HEADER_KEY: json.dumps(header, sort_keys=True, allow_nan=False)} if header is not None else None
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
+        save_file(tensors, str(tmp), metadata=extra)
     write_json(sidecar(path), {**meta, "format": FORMAT, "versions": versions()})
 
 
@@ -82,12 +90,24 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     if not meta_path.exists():
         raise CheckpointError(f"{path}: its metadata file {meta_path.name} is missing")
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{meta_path}: not valid JSON ({err})") from None
+        meta = read_json(meta_path)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {meta.get('format')} is not {FORMAT}")
     return tensors, meta
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The values save_tensors kept in the file's header (None: a file written without them)."""
+    with safe_open(str(path), "pt") as f:
+        text = (f.metadata() or {}).get(HEADER_KEY)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: its header entry {HEADER_KEY} is not valid JSON") from None
 
 
 def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
@@ -144,5 +164,9 @@ def save_resume(path: str | os.PathLike, states: dict[str, Any], meta: dict[str,
 def load_resume(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a resume checkpoint written by save_resume: (states, meta)."""
     tensors, meta = load_tensors(path)
-    states = {name: unflatten_state(s, tensors) for name, s in meta.pop("structure").items()}
+    try:
+        check_fields(meta, {"structure": dict}, sidecar(path))
+        states = {name: unflatten_state(s, tensors) for name, s in meta.pop("structure").items()}
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{sidecar(path)}: not a resume checkpoint written by vsgm train ({err})") from None
     return states, meta

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .guards import OVERWRITE_FLAG, read_json, read_parquet, refuse_existing
 from .io import sidecar, write_table
-from .options import DATA_ROOT, add_groups, defaults, open_unit, option, positive_float, positive_int
+from .options import DATA_ROOT, OPTIONS, OneLineParser, add_groups, defaults, open_unit, option, positive_int
 
 log = logging.getLogger("vsgm")
 
@@ -41,9 +43,15 @@ def _prepare_on_the_fly(args: argparse.Namespace, split: str) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .train import train
+    from .checks import check_train_options
+    from .guards import check_out_dir
+    from .train import check_not_finished, train
 
     options = _options(args, "model", "sde", "data", "train", "sample")
+    check_out_dir(args.out_dir)  # before any data is prepared or read
+    if not args.restart:
+        check_not_finished(args.out_dir)
+    check_train_options(options)
     data = args.data or _prepare_on_the_fly(args, "train")
     meta = train(options, data, args.out_dir, resume=not args.restart)
     print(f"trained {meta['dataset']} to step {meta['step']}: {Path(args.out_dir) / 'model.safetensors'}")
@@ -66,18 +74,20 @@ def sampler_spec(args: argparse.Namespace):
 
 def cmd_sample(args: argparse.Namespace) -> None:
     from .models import load_trained
-    from .sampling import draw, write_samples
+    from .sampling import draw, sample_paths, write_samples
 
+    spec = sampler_spec(args)
+    # by default in the current directory: never the workflow's own results/{model}/samples/
+    prefix = args.out or str(Path("samples") / Path(args.checkpoint).parent.name / spec.name)
+    refuse_existing(sample_paths(prefix), args.overwrite)
     device = _device(args.device)
     model = load_trained(args.checkpoint, device)
-    spec = sampler_spec(args)
     eps = args.eps if args.eps is not None else model.options["eps"]
     samples, cost = draw(model, spec, args.num_samples, args.batch_size, args.num_steps, eps, snr=args.snr,
                          atol=args.atol, rtol=args.rtol, cfg=args.cfg, seed=args.seed, device=device,
                          progress=True)
     cost["dataset"] = model.meta.get("dataset")
     cost["model"] = Path(args.checkpoint).parent.name  # the model's key (results/{model}/model.safetensors)
-    prefix = args.out or str(Path(args.checkpoint).parent / "samples" / spec.name)
     paths = write_samples(samples, cost, prefix)
     print(f"{spec.name}: {args.num_samples} samples, NFE {cost['nfe']:.0f}, {cost['seconds']:.2f} s -> "
           + ", ".join(map(str, paths)))
@@ -89,6 +99,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     from .models import load_trained
     from .ood import FeatureConfig, compute_features
 
+    refuse_existing([args.out, sidecar(args.out, ".parquet")], args.overwrite)
     device = _device(args.device)
     model = load_trained(args.checkpoint, device)
     data = load_prepared(args.data, size=model.size, channels=model.channels)
@@ -105,14 +116,16 @@ def cmd_features(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    import pandas as pd
+    from .ood import align_features, fit_split, score_table
 
-    from .ood import fit_split, score_table
-
-    train = pd.read_parquet(args.train_features)
+    refuse_existing([args.out], args.overwrite)
+    train = read_parquet(args.train_features)
+    target = align_features(train, read_parquet(args.features), args.train_features, args.features)
     fit_rows, holdout_rows = fit_split(len(train), seed=args.seed)
-    target = pd.read_parquet(args.features)
     if args.holdout:
+        if not target["index"].equals(train["index"]):
+            raise ValueError(f"--holdout scores the held-out part of --train_features: {args.features} must be "
+                             f"that table ({args.train_features})")
         target = target.iloc[holdout_rows]
     scores = score_table(train.iloc[fit_rows], target, args.scorers)
     write_table(args.out, scores)
@@ -120,23 +133,21 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_pair(args: argparse.Namespace) -> None:
-    import json
-
-    import pandas as pd
-
+    from .inputs import read_score_tables
     from .tables import OOD, pair_table
     from .viz import plot_roc_curves, plot_score_histograms
 
-    ins, outs = pd.read_parquet(args.in_scores), pd.read_parquet(args.out_scores)
-    sanity = pd.read_parquet(args.sanity) if args.sanity else None
-    nfe = json.loads(Path(args.nfe_json).read_text())["nfe"] if args.nfe_json else None
+    ins, outs, sanity = read_score_tables(args.in_scores, args.out_scores, args.sanity)
+    nfe = read_json(args.nfe_json, {"nfe": dict})["nfe"] if args.nfe_json else None
     model = args.model or Path(args.out).parent.name
     out_name = args.out_name or Path(args.out_scores).stem
+    scorers = [c for c in ins.columns if c != "index"]
+    plot_files = [Path(args.plots) / f"{n}.png" for n in (*(f"hist_{s}" for s in scorers), "roc")] if args.plots else []
+    refuse_existing([args.out, *plot_files], args.overwrite)
     table = pair_table(model, out_name, ins, outs, sanity, nfe, n_boot=args.n_boot, seed=args.seed)
     write_table(args.out, table)
     if args.plots:
         plots = Path(args.plots)
-        scorers = [c for c in ins.columns if c != "index"]
         for s in scorers:
             plot_score_histograms(ins[s].to_numpy(), outs[s].to_numpy(), plots / f"hist_{s}.png",
                                   title=f"{model} vs {out_name}: {s}", label_in=f"{model} (test)", label_out=out_name)
@@ -160,6 +171,9 @@ def cmd_ood(args: argparse.Namespace) -> None:
     in_name = args.dataset or model.meta.get("dataset")
     if not in_name:
         raise ValueError(f"{args.checkpoint} does not name its training dataset: give --dataset")
+    if args.out_dataset == in_name:
+        raise ValueError(f"--out_dataset {args.out_dataset} is the model's own dataset: its images are not "
+                         "outliers (an AUROC of 0.5 would say nothing); name another dataset")
     bottleneck = native_size(in_name, model.size)
     cache = Path("resources/prepared") / f"for_{in_name}_{model.size}px_{model.channels}ch"
     cfg = FeatureConfig(n_draws=args.n_draws, levels=args.levels, bpd=args.bpd, bpd_steps=args.bpd_steps,
@@ -187,39 +201,37 @@ def cmd_classifier(args: argparse.Namespace) -> None:
     from .data import load_prepared
     from .quality import save_classifier, train_classifier
 
+    refuse_existing([args.out, sidecar(args.out)], args.overwrite)
     data = load_prepared(args.data)
     model, acc = train_classifier(data.images, data.labels, epochs=args.epochs, seed=args.seed)
     save_classifier(model, args.out, {"train_accuracy": acc, "data": str(args.data),
-                                      "dataset": data.meta.get("dataset")})
+                                      "dataset": data.meta.get("dataset"), "size": int(data.images.shape[-1])})
     print(f"feature classifier: training accuracy {acc:.3f} -> {args.out}")
 
 
 def cmd_quality(args: argparse.Namespace) -> None:
-    import json
-    import zipfile
-
-    import numpy as np
     import torch
 
-    from .data import load_prepared
     from .data.loader import normalise
     from .io import write_json
-    from .quality import inception_fid_entries, load_classifier, sample_fd
+    from .inputs import classifier_space, prepared_space, read_samples
+    from .quality import check_same_space, inception_fid_entries, load_classifier, sample_fd
 
+    refuse_existing([args.out], args.overwrite)
+    samples, info, space = read_samples(args.samples)
     clf = load_classifier(args.classifier)
-    try:
-        with np.load(args.samples, allow_pickle=False) as f:
-            samples = torch.from_numpy(f["samples"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{args.samples}: not a samples .npz written by vsgm sample ({err})") from err
-    ref = normalise(load_prepared(args.reference).images)
-    info = json.loads(sidecar(args.samples, ".npz").read_text())
+    ref_images, ref_space = prepared_space(args.reference)
+    parts = [space, ref_space, classifier_space(clf, args.classifier)]
+    if args.train_reference:
+        train, train_space = prepared_space(args.train_reference)
+        parts.append(train_space)
+    check_same_space(parts)
+    ref = normalise(ref_images)
     result = {"dataset": info.get("dataset"), "model": info.get("model"), "sampler": info["sampler"],
               "n_samples": len(samples),
               "n_reference": len(ref), "fd": sample_fd(clf, samples, ref)}
     real = None
     if args.train_reference:
-        train = load_prepared(args.train_reference).images
         # the distance a perfect sampler would get with this many samples: real training images vs test
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: len(samples)]
         real = normalise(train[idx])
@@ -230,16 +242,20 @@ def cmd_quality(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from .data import load_prepared
     from .data.loader import normalise
+    from .inputs import classifier_space, prepared_space
     from .models import load_trained
-    from .quality import load_classifier
+    from .quality import check_same_space, describe, load_classifier
     from .sweep import sweep
 
+    refuse_existing([args.out], args.overwrite)
     device = _device(args.device)
     model = load_trained(args.checkpoint, device)
-    reference = normalise(load_prepared(args.reference).images)
-    table = sweep(model, load_classifier(args.classifier), reference, args.samplers, args.steps, args.tolerances,
+    clf = load_classifier(args.classifier)
+    ref_images, ref_space = prepared_space(args.reference)
+    check_same_space([describe(args.checkpoint, model.meta.get("dataset"), (model.channels, model.size, model.size)),
+                      ref_space, classifier_space(clf, args.classifier)])
+    table = sweep(model, clf, normalise(ref_images), args.samplers, args.steps, args.tolerances,
                   args.num_samples, args.batch_size, seed=args.seed, device=device,
                   model_name=Path(args.checkpoint).parent.name)
     write_table(args.out, table)
@@ -247,8 +263,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
-    from .report import aggregate_results
+    from .report import OUTPUTS, SWEEP_OUTPUTS, aggregate_results
 
+    refuse_existing([Path(args.out_dir) / name for name in (*OUTPUTS, *SWEEP_OUTPUTS)], args.overwrite)
     paths = aggregate_results(args.results, args.out_dir)
     print("wrote " + ", ".join(map(str, paths)))
 
@@ -261,14 +278,19 @@ def _feature_options(p: argparse.ArgumentParser, max_images: int | None) -> None
     p.add_argument("--bpd_steps", type=positive_int, default=10, help="rk4 steps (log-std grid) for bits/dim")
     p.add_argument("--max_images", type=positive_int, default=max_images, help="score at most this many images")
     p.add_argument("--batch_size", type=positive_int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=OPTIONS["seed"], default=0)
     p.add_argument("--device")
 
 
+def _overwrite_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(OVERWRITE_FLAG, action="store_true", help="replace existing output files (default: refuse)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vsgm", description=__doc__)
+    parser = OneLineParser(prog="vsgm", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vsgm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a score model (run it under `accelerate launch` for several processes)")
@@ -285,9 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_groups(p, "sample")
     p.add_argument("--eps", type=open_unit, default=None, help="smallest time (default: the model's)")
     p.add_argument("--batch_size", type=positive_int, default=128, help="samples per batch (default: 128)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=OPTIONS["seed"], default=0, help="random seed (default: 0)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--out", help="output prefix for .png/.npz/.json (default: <checkpoint dir>/samples/<sampler>)")
+    p.add_argument("--out", help="output prefix for .png/.npz/.json (default: samples/<model dir name>/<sampler> "
+                   "in the current directory)")
+    _overwrite_option(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("features", help="per-image out-of-distribution features of a prepared set")
@@ -295,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="a set prepared in the model's channels and size")
     p.add_argument("--out", required=True, help="output .parquet (a .json with the NFE per scorer lands beside it)")
     _feature_options(p, max_images=None)
+    _overwrite_option(p)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("score", help="outlier scores (one column per scorer) from feature tables")
@@ -304,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", action="store_true",
                    help="score only the held-out part of the training images (the sanity row)")
     p.add_argument("--scorers", nargs="+", help="default: every scorer whose features exist")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=OPTIONS["seed"], default=0)
+    _overwrite_option(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("pair", help="AUROC, AUPR, FPR@95 for one (model, outlier set) pair")
@@ -317,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name (default: the output's directory)")
     p.add_argument("--out_name", help="outlier set name (default: the out_scores file name)")
     p.add_argument("--n_boot", type=positive_int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=OPTIONS["seed"], default=0)
+    _overwrite_option(p)
     p.set_defaults(func=cmd_pair)
 
     p = sub.add_parser("ood", help="the seed's outlier detection in one go: a model against --out_dataset")
@@ -332,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="prepared in-distribution training split")
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--epochs", type=positive_int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=OPTIONS["seed"], default=0)
+    _overwrite_option(p)
     p.set_defaults(func=cmd_classifier)
 
     p = sub.add_parser("quality", help="Frechet distance of samples to test images in the classifier's features")
@@ -345,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "torchvision's cache ($TORCH_HOME/hub/checkpoints/inception_v3_google-0cc3c7bd.pth) "
                         "when the file is there (nothing is downloaded)")
     p.add_argument("--out", required=True, help="output .json")
+    _overwrite_option(p)
     p.set_defaults(func=cmd_quality)
 
     p = sub.add_parser("sweep", help="sample quality (FD) against NFE for samplers over steps and tolerances")
@@ -353,17 +382,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, help="prepared in-distribution test split")
     p.add_argument("--samplers", nargs="+", required=True)
     p.add_argument("--steps", nargs="+", type=positive_int, default=[5, 10, 20, 50, 100])
-    p.add_argument("--tolerances", nargs="+", type=positive_float, default=[1e-1, 1e-2, 1e-3, 1e-4])
+    p.add_argument("--tolerances", nargs="+", type=OPTIONS["tolerances"], default=[1e-1, 1e-2, 1e-3, 1e-4])
     p.add_argument("--num_samples", type=positive_int, default=256)
     p.add_argument("--batch_size", type=positive_int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=OPTIONS["seed"], default=0)
     p.add_argument("--device")
     p.add_argument("--out", required=True, help="output CSV")
+    _overwrite_option(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("aggregate", help="AUROC tables, heatmap, solver table and sample montage over all models")
     p.add_argument("--results", default="results")
-    p.add_argument("--out_dir", default="results")
+    p.add_argument("--out_dir", default="aggregate", help="where the tables and figures go (default: aggregate)")
+    _overwrite_option(p)
     p.set_defaults(func=cmd_aggregate)
 
     from .bench import register as register_bench
@@ -376,20 +407,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(Exception):
+    """SIGTERM or SIGINT outside the training loop (which writes a resume checkpoint instead)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, _frame):
+    raise Interrupted(signum)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; errors and interrupts become one line on stderr and an exit status."""
+    where = f"vsgm {args.command}"
+    try:
+        return args.func(args) or 0
+    except (Interrupted, KeyboardInterrupt) as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"{where}: interrupted by {signal.Signals(signum).name}; no output was written "
+              "(files are written whole or not at all)", file=sys.stderr)
+        return 128 + signum
+    except (ValueError, OSError, RuntimeError) as err:
+        if hasattr(err, "signum"):  # vsgm.train.Preempted: a resume checkpoint was written
+            print(f"{where}: {err}", file=sys.stderr)
+            return 128 + err.signum
+        if args.debug or args.verbose:
+            raise
+        print(f"{where}: error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - anything else is a bug: one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"{where}: internal error: {type(err).__name__}: {err} (run with --debug for the traceback; "
+              "please report it)", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # also after the command: `vsgm sample ... --debug`, as the error message says
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
-    except (ValueError, OSError, RuntimeError) as err:
-        # one line for the user; the traceback with -v
-        if args.verbose:
-            raise
-        print(f"vsgm {args.command}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+        old = signal.signal(signal.SIGTERM, _raise_interrupted)
+    except ValueError:  # not the main thread: leave signals alone
+        old = None
+    try:
+        return _run(args)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -60,8 +61,18 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Atomically write ``obj`` as indented, key-sorted JSON (stable bytes for the same data)."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Atomically write ``obj`` as indented, key-sorted, strict JSON (stable bytes for the same data).
+
+    Raises:
+        ValueError: naming the file, when ``obj`` holds NaN or an infinity (not JSON; strict parsers refuse it).
+    """
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False)
+    except ValueError as err:
+        bad = sorted(k for k, v in obj.items() if isinstance(v, float) and not math.isfinite(v)) \
+            if isinstance(obj, dict) else []
+        raise ValueError(f"{path}: not written: non-finite value(s) {', '.join(bad)} ({err})") from None
+    write_text(path, text + "\n")
 
 
 def write_table(path: str | os.PathLike, df) -> None:

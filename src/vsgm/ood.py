@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
+from .guards import check_table
 from .likelihood import bits_per_dim, log_likelihood
 from .losses import dsm_loss_at
 from .models import TrainedModel
@@ -339,6 +340,40 @@ def score_table(train: pd.DataFrame, target: pd.DataFrame, scorers: Sequence[str
     for name in scorers:
         out[name] = SCORERS[name]().fit(train).score(target)
     return out
+
+
+def check_feature_table(df: pd.DataFrame, path: Any) -> None:
+    """Refuse a table that is not vsgm features' output: ``index``, ``loss_t*`` and ``norm_0..norm_{L-1}``
+    columns (``bpd`` optional), numeric and finite, one line naming the file."""
+    check_table(df, path)
+    cols = [c for c in df.columns if c != "index"]
+    loss = [c for c in cols if str(c).startswith("loss_t")]
+    norms = [c for c in cols if str(c).startswith("norm_")]
+    unknown = [c for c in cols if c not in loss + norms + ["bpd"]]
+    if unknown:
+        raise ValueError(f"{path}: column(s) {unknown[:5]} are not features of vsgm features")
+    if not loss or not norms:
+        raise ValueError(f"{path}: a feature table needs loss_t* and norm_* columns; has {cols[:8]}")
+    if sorted(norms) != sorted(f"norm_{i}" for i in range(len(norms))):
+        raise ValueError(f"{path}: norm columns must be norm_0..norm_{len(norms) - 1}, got {norms}")
+
+
+def align_features(train: pd.DataFrame, target: pd.DataFrame, train_path: Any, target_path: Any) -> pd.DataFrame:
+    """``target`` with its columns matched by name to ``train``'s (their order is the training table's), after
+    refusing either table's shape (check_feature_table) and a target that lacks or adds columns: the scorers
+    read columns by position, so another order or another set of columns would give another score.
+
+    Returns:
+        ``target``, its columns in ``train``'s order.
+    """
+    check_feature_table(train, train_path)
+    check_feature_table(target, target_path)
+    missing = [c for c in train.columns if c not in target.columns]
+    extra = [c for c in target.columns if c not in train.columns]
+    if missing or extra:
+        raise ValueError(f"{target_path}: its columns differ from the training features' {train_path} "
+                         f"(missing {missing[:5]}, extra {extra[:5]}): compute both with the same options")
+    return target[list(train.columns)]
 
 
 def fit_split(n: int, fraction: float = 0.8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

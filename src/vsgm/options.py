@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 from typing import Any, Callable, Sequence
 
+from .domains import OPTIONS, Number, eps, head_channels, non_negative_int, positive_int, probability  # noqa: F401
 from .samplers import Grid, Solver
 from .tracking import CHOICES as TRACKER_CHOICES
 
@@ -26,6 +27,10 @@ class Opt:
     nargs: str | None = None
     flag: bool = False  # a real boolean: --name / --no-name
 
+    def __post_init__(self):
+        if self.type is None and not self.flag and self.name in OPTIONS:
+            object.__setattr__(self, "type", OPTIONS[self.name])  # the range of every number: vsgm.domains
+
     def add_to(self, parser: argparse._ActionsContainer) -> None:
         kw: dict[str, Any] = {"default": self.default, "help": f"{self.help} (default: {self.default})"}
         if self.flag:
@@ -37,100 +42,65 @@ class Opt:
         parser.add_argument(f"--{self.name}", **kw)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: ``vsgm CMD: error: ... (see vsgm CMD --help)``,
+    exit status 2 (argparse's usual message starts with the whole usage text)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 DATA_ROOT = "resources/data"  # where datasets are downloaded to by default
 
 
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    return _int_at_least(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _int_at_least(text, 0)
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def open_unit(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
-    return value
-
-
-def head_channels(text: str) -> int:
-    value = int(text)
-    if value != -1 and value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, or -1 to use num_heads; got {value}")
-    return value
-
-
-def probability(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
+# the numeric types live in the torch-free vsgm.domains (the workflow's config check uses them too)
+positive_float = Number(float, 0.0, 1e6, lo_open=True, name="positive_float")
+open_unit = eps  # the smallest time of the SDE
 
 
 MODEL = [
-    Opt("model_channels", 64, "Number of features", positive_int),
-    Opt("num_res_blocks", 2, "Number of residual blocks per downsample", positive_int),
-    Opt("attention_resolutions", [4], "Downsample rates for attention", positive_int, nargs="*"),
-    Opt("dropout", 0.0, "Dropout probability", probability),
-    Opt("channel_mult", [1, 2, 2], "Channel multiplier for UNet levels", positive_int, nargs="+"),
+    Opt("model_channels", 64, "Number of features"),
+    Opt("num_res_blocks", 2, "Number of residual blocks per downsample"),
+    Opt("attention_resolutions", [4], "Downsample rates for attention", nargs="*"),
+    Opt("dropout", 0.0, "Dropout probability"),
+    Opt("channel_mult", [1, 2, 2], "Channel multiplier for UNet levels", nargs="+"),
     Opt("conv_resample", True, "Use learned convolutions for resampling", flag=True),
-    Opt("dims", 2, "Signal dimensionality (1D, 2D, or 3D)", int, choices=[1, 2, 3]),
-    Opt("num_heads", 4, "Number of attention heads", positive_int),
-    Opt("num_head_channels", 32, "Fixed channel width per attention head (-1: use num_heads)", head_channels),
+    Opt("dims", 2, "Signal dimensionality (1D, 2D, or 3D)", choices=[1, 2, 3]),
+    Opt("num_heads", 4, "Number of attention heads"),
+    Opt("num_head_channels", 32, "Fixed channel width per attention head (-1: use num_heads)"),
     Opt("use_scale_shift_norm", False, "Use FiLM-like conditioning mechanism", flag=True),
     Opt("resblock_updown", False, "Use residual blocks for up/downsampling", flag=True),
     Opt("use_new_attention_order", False, "Use alternative attention pattern", flag=True),
     Opt("use_checkpoint", False, "Recompute activations in the backward pass (saves memory, costs time)",
         flag=True),
     Opt("conditional", False, "Conditional (class labels)", flag=True),
-    Opt("n_classes", 10, "Number of classes", positive_int),
+    Opt("n_classes", 10, "Number of classes"),
     Opt("latent", False, "Use latent implementation (diffusers AutoencoderKL)", flag=True),
     Opt("vae", "stabilityai/sd-vae-ft-mse", "AutoencoderKL name or local folder for --latent"),
 ]
 
 SDE = [
-    Opt("sigma", 25.0, "Sigma", positive_float),
-    Opt("eps", 1e-3, "Smallest timestep for numeric stability", open_unit),
+    Opt("sigma", 25.0, "Sigma"),
+    Opt("eps", 1e-3, "Smallest timestep for numeric stability"),
 ]
 
 DATA = [
     Opt("dataset", "mnist", "Dataset name"),
-    Opt("size", None, "Size of the original image (resize to this)", positive_int),
+    Opt("size", None, "Size of the original image (resize to this)"),
     Opt("root", DATA_ROOT, "Directory of downloaded datasets"),
-    Opt("batch_size", 128, "Batch size", positive_int),
-    Opt("num_workers", 0, "Number of workers for Dataloader", non_negative_int),
-    Opt("seed", 0, "Random seed", int),
+    Opt("batch_size", 128, "Batch size"),
+    Opt("num_workers", 0, "Number of workers for Dataloader"),
+    Opt("seed", 0, "Random seed"),
 ]
 
 TRAIN = [
-    Opt("n_epochs", 100, "Number of epochs", positive_int),
-    Opt("lr", 5e-4, "Learning rate", positive_float),
-    Opt("decay", 0.0, "Weight decay rate", float),
-    Opt("warmup", 10, "Warmup epochs", non_negative_int),
-    Opt("ema_rate", 0.999, "Exponential moving average rate", probability),
-    Opt("drop_prob", 0.1, "Dropout probability of the label (classifier-free guidance)", probability),
-    Opt("sample_and_save_freq", 10, "Sample and save frequency (epochs)", positive_int),
+    Opt("n_epochs", 100, "Number of epochs"),
+    Opt("lr", 5e-4, "Learning rate"),
+    Opt("decay", 0.0, "Weight decay rate"),
+    Opt("warmup", 10, "Warmup epochs"),
+    Opt("ema_rate", 0.999, "Exponential moving average rate"),
+    Opt("drop_prob", 0.1, "Dropout probability of the label (classifier-free guidance)"),
+    Opt("sample_and_save_freq", 10, "Sample and save frequency (epochs)"),
     Opt("save_every", 0, "Write a resume checkpoint every N steps (0: only at sample grids and SIGTERM)",
         non_negative_int),
     Opt("no_wandb", False, "Disable wandb logging", flag=True),
@@ -146,12 +116,12 @@ SAMPLE = [
     Opt("sampler_type", "EM", "Sampler", str.upper, choices=["EM", "PC", "ODE"]),
     Opt("solver", "euler", "Solver for ODE", choices=[s.value for s in Solver]),
     Opt("grid", "t", "Time variable of the ODE: t (the seed) or logstd", choices=[g.value for g in Grid]),
-    Opt("num_steps", 100, "Number of steps", positive_int),
-    Opt("num_samples", 16, "Number of samples", positive_int),
-    Opt("atol", 1e-6, "Absolute tolerance", positive_float),
-    Opt("rtol", 1e-6, "Relative tolerance", positive_float),
-    Opt("snr", 0.16, "Signal-to-noise ratio of the Langevin corrector (PC)", positive_float),
-    Opt("cfg", 1.0, "Label guidance", float),
+    Opt("num_steps", 100, "Number of steps"),
+    Opt("num_samples", 16, "Number of samples"),
+    Opt("atol", 1e-6, "Absolute tolerance"),
+    Opt("rtol", 1e-6, "Relative tolerance"),
+    Opt("snr", 0.16, "Signal-to-noise ratio of the Langevin corrector (PC)"),
+    Opt("cfg", 1.0, "Label guidance"),
 ]
 
 GROUPS: dict[str, list[Opt]] = {"model": MODEL, "sde": SDE, "data": DATA, "train": TRAIN, "sample": SAMPLE}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -11,7 +10,8 @@ import pandas as pd
 
 from .io import write_table, write_text
 from .sweep import cost_to_quality
-from .tables import auroc_markdown, auroc_matrix, collect_pairs, scorer_order, solvers_table
+from .guards import read_json
+from .tables import SAMPLE_FIELDS, auroc_markdown, auroc_matrix, collect_pairs, scorer_order, solvers_table
 from .viz import montage, plot_auroc_heatmap, plot_quality_vs_nfe
 
 OUTPUTS = ("auroc.csv", "auroc.md", "auroc.png", "solvers.csv", "samples.png")
@@ -47,7 +47,7 @@ def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str
     write_table(out / "solvers.csv", solvers_table(sample_jsons, quality_jsons))
     grids = {}
     for js in sample_jsons:
-        d = json.loads(Path(js).read_text())
+        d = read_json(js, SAMPLE_FIELDS)
         grids[(str(d.get("model") or d.get("dataset")), d["sampler"])] = Path(js).with_suffix(".png")
     montage(grids, out / "samples.png", row_label="model", col_label="sampler")
     return written

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
+from .guards import read_json
 from .metrics import ood_metrics
 from .ood import SCORERS
 
@@ -52,9 +52,20 @@ def pair_table(model: str, out_name: str, in_scores: pd.DataFrame, out_scores: p
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
+def _read_pair_csv(path: str) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV ({err})") from None
+    missing = [c for c in PAIR_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: not a pair table of vsgm pair (no column(s) {missing[:5]})")
+    return df
+
+
 def collect_pairs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Concatenate pair CSVs into the long AUROC table (sanity rows de-duplicated per model)."""
-    frames = [pd.read_csv(p) for p in sorted(map(str, paths))]
+    frames = [_read_pair_csv(p) for p in sorted(map(str, paths))]
     if not frames:
         raise ValueError("no pair tables to aggregate")
     df = pd.concat(frames, ignore_index=True)
@@ -103,15 +114,20 @@ def auroc_markdown(long: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+# what the aggregate reads of vsgm sample's and vsgm quality's JSON files
+SAMPLE_FIELDS = {"sampler": str, "nfe": float, "seconds": float, "samples_per_s": float, "num_samples": int}
+QUALITY_FIELDS = {"sampler": str, "fd": float, "dataset": (str, type(None))}
+
+
 def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[str | Path] = ()) -> pd.DataFrame:
     """One row per (model, sampler): NFE, seconds, samples/s and the sample-quality numbers."""
     quality = {}
     for q in quality_jsons:
-        d = json.loads(Path(q).read_text())
+        d = read_json(q, QUALITY_FIELDS)
         quality[(d.get("model") or d["dataset"], d["sampler"])] = d
     rows = []
     for p in sample_jsons:
-        d = json.loads(Path(p).read_text())
+        d = read_json(p, SAMPLE_FIELDS)
         model = d.get("model") or d.get("dataset")
         q = quality.get((model, d["sampler"]), {})
         rows.append({"model": model, "sampler": d["sampler"], "solver": d.get("solver"),

@@ -25,12 +25,14 @@ import torch
 from accelerate import Accelerator, PartialState
 
 from . import tracking
-from .checkpoint import load_resume, load_state_strict, save_resume, save_tensors
+from .checks import check_train_options
+from .checkpoint import CheckpointError, load_resume, load_state_strict, save_resume, save_tensors
 from .data import ImageLoader, load_prepared
 from .data.loader import normalise
+from .guards import check_fields
 from .io import sidecar, write_text
 from .losses import drop_labels, dsm_draws
-from .models import micro_batch_size, unet_config
+from .models import micro_batch_size, network_identity, unet_config
 from .options import SAMPLE
 from .precision import resolve_precision
 from .progress import progress
@@ -54,52 +56,65 @@ class TrainingDiverged(RuntimeError):
 
 
 class Preempted(RuntimeError):
-    """SIGTERM arrived; a resume checkpoint was written."""
+    """SIGTERM or SIGINT arrived; a resume checkpoint was written (``signum``: which)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM):
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 def check_options(options: dict[str, Any], n_train: int) -> None:
-    """Refuse impossible training options before any work starts."""
-    if options["n_epochs"] < 1:
-        raise ValueError(f"n_epochs must be >= 1, got {options['n_epochs']}")
-    if not 0 < options["eps"] < 1:
-        raise ValueError(f"eps must be in (0, 1), got {options['eps']}")
-    if options["batch_size"] < 1:
-        raise ValueError(f"batch_size must be >= 1, got {options['batch_size']}")
-    if not 0 <= options["warmup"] < options["n_epochs"]:
-        raise ValueError(f"warmup ({options['warmup']} epochs) must be >= 0 and below n_epochs ({options['n_epochs']})")
-    if options["lr"] <= 0:
-        raise ValueError(f"lr must be > 0, got {options['lr']}")
-    if not 0 <= options["ema_rate"] < 1:
-        raise ValueError(f"ema_rate must be in [0, 1), got {options['ema_rate']}")
-    if not 0 <= options["drop_prob"] < 1:
-        raise ValueError(f"drop_prob must be in [0, 1), got {options['drop_prob']}")
-    if options.get("cfg", 1.0) != 1.0 and not options["conditional"]:
-        raise ValueError(f"cfg {options['cfg']} (classifier-free guidance) needs a conditional model: "
-                         "add --conditional or leave cfg at 1")
+    """Refuse impossible training options before any work starts (vsgm.checks, shared with the
+    workflow's config check), and a batch larger than the data."""
+    check_train_options(options)
     if n_train < options["batch_size"]:
         raise ValueError(f"batch_size {options['batch_size']} is larger than the training set per process ({n_train})")
 
 
+def check_not_finished(out_dir: str | os.PathLike) -> None:
+    """Refuse to train over a finished model (one without a resume file) unless --restart."""
+    final, resume = Path(out_dir) / "model.safetensors", Path(out_dir) / "resume.safetensors"
+    if final.exists() and not resume.exists():
+        raise FileExistsError(f"{final} is a finished model; --restart trains a new one in its place")
+
+
+def resume_identity(data_meta: dict[str, Any], n_images: int, total_steps: int) -> dict[str, Any]:
+    """What a resume file was made from: the data (its checksum and image count) and the schedule's length.
+    A resume file from other data or another schedule would finish a model that looks trained but is not."""
+    return {"data_sha256": data_meta.get("sha256"), "n_images": n_images, "total_steps": total_steps}
+
+
+def identity_mismatch(saved: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
+    """One line naming what differs between a resume file's identity and this run's (None: the same)."""
+    if not isinstance(saved, dict):
+        return "it does not record the data and schedule it was made from (written by an older vsgm)"
+    diff = [f"{k} {saved.get(k)!r} there, {v!r} now" for k, v in now.items() if saved.get(k) != v]
+    return ("it was made from other data or another schedule: " + "; ".join(diff)) if diff else None
+
+
 class _SigtermFlag:
-    """Turn SIGTERM into a flag the loop checks between steps (the main thread only)."""
+    """Turn SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks between steps (the main thread only)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.raised = False
-        self._old = None
+        self.raised = None  # the signal's name once one arrived
+        self._old = {}
 
     def __enter__(self):
-        try:
-            self._old = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread
-            self._old = None
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
         return self
 
-    def _handle(self, *_):
-        self.raised = True
+    def _handle(self, signum, _frame):
+        self.raised = signal.Signals(signum).name
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 class Trainer:
@@ -114,10 +129,12 @@ class Trainer:
     def __init__(self, options: dict[str, Any], data_path: str | os.PathLike, out_dir: str | os.PathLike):
         self.options = dict(options)
         self.out_dir = Path(out_dir)
+        check_train_options(self.options)  # before the data is read
         # the precision this device runs natively: fp16 needs CUDA, bf16 a CPU with native bf16 (else fp32)
         precision = resolve_precision(options.get("mixed_precision", "no"), PartialState().device)
         self.acc = Accelerator(mixed_precision=precision, **tracking.accelerator_kwargs(options, out_dir))
         data = load_prepared(data_path)
+        self.data_meta, self.n_images = data.meta, len(data.images)
         self.channels, self.size = int(data.images.shape[1]), int(data.images.shape[-1])
         self.dataset = data.meta.get("dataset", options.get("dataset"))
         if options.get("size") not in (None, self.size):
@@ -171,6 +188,12 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
 
     @property
+    def identity(self) -> dict[str, Any]:
+        """This run's resume identity (see resume_identity); the schedule's length as the scheduler has it."""
+        sched = getattr(self.sched, "scheduler", self.sched)
+        return resume_identity(self.data_meta, self.n_images, int(sched.total_steps))
+
+    @property
     def resume_path(self) -> Path:
         return self.out_dir / "resume.safetensors"
 
@@ -183,7 +206,7 @@ class Trainer:
                   "rng": {"torch": torch.get_rng_state(), "noise": self.noise_rng.get_state()},
                   "epoch_loss": self.epoch_loss.detach().cpu()}
         meta = {"options": self.options, "step": self.step, "history": self.history,
-                "world_size": self.acc.num_processes, "epoch_steps": self.epoch_steps}
+                "world_size": self.acc.num_processes, "epoch_steps": self.epoch_steps, "identity": self.identity}
         save_resume(self.resume_path, states, meta)
 
     def try_resume(self) -> bool:
@@ -191,11 +214,19 @@ class Trainer:
         if not self.resume_path.exists():
             return False
         states, meta = load_resume(self.resume_path)
+        try:
+            check_fields(meta, {"options": dict, "step": int, "history": list, "world_size": int},
+                         sidecar(self.resume_path))
+        except ValueError as err:
+            raise CheckpointError(f"{err} (not a resume checkpoint of vsgm train; --restart starts over)") from None
         diff = sorted(k for k in set(meta["options"]) | set(self.options)
                       if k not in RESUME_FREE and meta["options"].get(k) != self.options.get(k))
         if diff:
             raise ValueError(f"{self.resume_path}: resume file from other options (differ: {diff}); "
-                             "delete it to start over")
+                             "--restart starts over (or delete it)")
+        mismatch = identity_mismatch(meta.get("identity"), self.identity)
+        if mismatch:
+            raise ValueError(f"{self.resume_path}: not resumed: {mismatch}; --restart starts over (or delete it)")
         if meta["world_size"] != self.acc.num_processes:
             raise ValueError(f"{self.resume_path}: written by {meta['world_size']} process(es), "
                              f"now {self.acc.num_processes}")
@@ -237,10 +268,8 @@ class Trainer:
     def run(self, resume: bool = True) -> dict[str, Any]:
         """Train to ``n_epochs``, resuming if possible; returns the final metadata."""
         o = self.options
-        final = self.out_dir / "model.safetensors"
-        if resume and final.exists() and not self.resume_path.exists():
-            raise FileExistsError(f"{final} is a finished model; --restart trains a new one in its place")
         if resume:
+            check_not_finished(self.out_dir)
             self.try_resume()
         tracking.start(self.acc, self.options, run_name=f"{self.dataset}")
         self.model.train()
@@ -268,8 +297,9 @@ class Trainer:
                     if sigterm.raised:
                         self._check_finite(bad, epoch)
                         self.save_resume()
-                        raise Preempted(f"SIGTERM at step {self.step}; resume checkpoint written to "
-                                        f"{self.resume_path}")
+                        raise Preempted(f"{sigterm.raised} at step {self.step}; resume checkpoint written to "
+                                        f"{self.resume_path}; run the same command again to continue",
+                                        signal.Signals[sigterm.raised])
                     if o["save_every"] and self.step % o["save_every"] == 0:
                         self._check_finite(bad, epoch)
                         self.save_resume()
@@ -322,7 +352,8 @@ class Trainer:
         if self.acc.is_main_process:
             self._assert_finite_weights()
             write_text(self.out_dir / "train.csv", history_csv(self.history))
-            save_tensors(self.out_dir / "model.safetensors", self.ema.state_dict(), meta)
+            save_tensors(self.out_dir / "model.safetensors", self.ema.state_dict(), meta,
+                         header=network_identity(meta))
             # the finished model supersedes the resume file (and a later run with other options must not trip on it)
             self.resume_path.unlink(missing_ok=True)
             sidecar(self.resume_path).unlink(missing_ok=True)

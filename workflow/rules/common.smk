@@ -29,6 +29,7 @@ from vsgm.data.registry import (
     medmnist_size,
     native_size,
 )
+from vsgm.checks import combination_problems, range_problems
 from vsgm.unet_config import UNetConfig
 
 SCHEMA = "../schemas/config.schema.yaml"
@@ -201,6 +202,8 @@ def check_config(config):
             "own set and the sets sharing its images are left out), so there is no pair to score"
         )
     problems += _unet_problems(config)
+    problems += _option_problems(config)
+    problems += _ood_list_problems(config)
     if problems:
         raise WorkflowError(f"invalid config: {'; '.join(problems)}")
 
@@ -218,6 +221,45 @@ def _unet_problems(config):
         except ValueError as err:
             models.setdefault(str(err), []).append(f"models.{model}")
     return [f"unet for {', '.join(m)}: {message}" for message, m in models.items()]
+
+
+def _option_problems(config):
+    """What vsgm's commands would refuse in their options, before any job: every number in its range and
+    finite (vsgm.checks.range_problems), and the training options together (vsgm.checks.train_problems,
+    the function vsgm train runs)."""
+    problems = range_problems(config)
+    if problems:
+        return problems
+    options = {**config["unet"], **config["sde"], **config["train"], "cfg": config["sample"]["cfg"]}
+    return [f"train: {p}" for p in combination_problems(options)]
+
+
+def _ood_list_problems(config):
+    """An explicit list of outlier sets must not hold a model's own set (models.X.ood) or a set sharing
+    its images (same registry set, overlapping classes): its AUROC would be near 0.5 and say nothing."""
+    problems = []
+    for model, entry in config["models"].items():
+        if model not in config["datasets"]:
+            continue
+        for where, sets, own_ok in (
+            (f"models.{model}.ood", entry["ood"], False),
+            ("ood.sets", config["ood"]["sets"], True),
+        ):
+            if not isinstance(sets, list):
+                continue
+            bad = [
+                s
+                for s in sets
+                if s in config["datasets"]
+                and (s != model or not own_ok)
+                and _shares_images(s, model)
+            ]
+            if bad:
+                problems.append(
+                    f"{where}: {bad} share(s) images with model {model} (its own set, or the same "
+                    f"dataset with overlapping classes): not outliers of it"
+                )
+    return problems
 
 
 def cli_flags(values):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import DATA_ROOT, non_negative_int, positive_int
+from ..options import DATA_ROOT, OPTIONS, non_negative_int, positive_int
 from .errors import CorruptFileError, DatasetUnavailableError
 from .registry import SPLITS, dataset_names
 
@@ -53,9 +53,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     Returns:
         0 on success (errors raise SystemExit with a one-line message).
     """
+    from ..guards import refuse_existing
+    from ..io import sidecar
     from .cache import prepare
 
     try:
+        refuse_existing([args.out, sidecar(args.out)], args.overwrite)
         meta = prepare(
             args.dataset,
             args.split,
@@ -68,7 +71,7 @@ def run_prepare(args: argparse.Namespace) -> int:
             max_images=args.max_images,
             seed=args.seed,
         )
-    except (DatasetUnavailableError, CorruptFileError, ValueError) as error:
+    except (DatasetUnavailableError, CorruptFileError, ValueError, FileExistsError) as error:
         raise _fail("prepare", error) from None
     print(f"{args.dataset} {args.split}: {meta['count']} images {args.channels}x{args.size}x{args.size} -> {args.out}")
     return 0
@@ -117,15 +120,16 @@ def register(subparsers: Any) -> None:
     _add_dataset(prepare)
     prepare.add_argument("--split", required=True, choices=SPLITS, help="train or test")
     prepare.add_argument("--out", required=True, help="output .safetensors file (a .json sidecar is written beside it)")
-    prepare.add_argument("--size", required=True, type=positive_int, help="the model's image side")
+    prepare.add_argument("--size", required=True, type=OPTIONS["size"], help="the model's image side")
     prepare.add_argument("--channels", required=True, type=int, choices=(1, 3), help="the model's channels")
     prepare.add_argument(
         "--bottleneck",
-        type=positive_int,
+        type=OPTIONS["bottleneck"],
         default=None,
         help="native resolution of the model's training set (images larger are first reduced to it)",
     )
     prepare.add_argument("--classes", type=non_negative_int, nargs="+", default=None, help="keep only these labels")
     prepare.add_argument("--max_images", type=positive_int, default=None, help="keep a seeded subset of this many")
-    prepare.add_argument("--seed", type=non_negative_int, default=0, help="seed of the subset (default 0)")
+    prepare.add_argument("--seed", type=OPTIONS["seed"], default=0, help="seed of the subset (default 0)")
+    prepare.add_argument("--overwrite", action="store_true", help="replace an existing OUT (default: refuse)")
     prepare.set_defaults(func=run_prepare)
