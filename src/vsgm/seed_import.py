@@ -24,6 +24,8 @@ import torch
 
 from .checkpoint import CheckpointError, save_tensors
 from .io import write_text
+from .domains import OPTIONS
+from .guards import refuse_existing
 from .options import add_groups, defaults
 
 # seed (ADM) module path -> vsgm's, for the ResBlock parts vsgm names differently
@@ -165,9 +167,7 @@ def cmd_import_seed(args: argparse.Namespace) -> None:
     if size is None:
         raise SystemExit(f"vsgm import-seed: --size is needed for {args.dataset} (its images have no fixed size)")
     out = Path(args.out_dir)
-    taken = [p for p in (out / "model.safetensors", out / "model.json") if p.exists()]
-    if taken and not args.overwrite:
-        raise SystemExit(f"vsgm import-seed: {taken[0]} exists; --overwrite replaces it")
+    refuse_existing([out / "model.safetensors", out / "model.json", out / "train.csv"], args.overwrite)
     options = {**defaults(), **{k: getattr(args, k) for k in defaults("model", "sde")},
                "dataset": args.dataset, "size": size}
     import_seed(args.checkpoint, options, out, get_info(args.dataset).channels, size)
@@ -179,7 +179,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import-seed", help="a checkpoint written by the seed's VanSGM.py as a vsgm model directory")
     p.add_argument("--checkpoint", required=True, help="the seed's .pt file (e.g. models/SGM/VanSGM_svhn.pt)")
     p.add_argument("--dataset", required=True, help="the dataset it was trained on")
-    p.add_argument("--size", type=int, help="image size it was trained at (default: the dataset's native size)")
+    p.add_argument("--size", type=OPTIONS["size"], help="image size it was trained at (default: the dataset's native size)")
     p.add_argument("--out_dir", required=True, help="model directory for model.safetensors, model.json, train.csv")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in --out_dir")
     add_groups(p, "model", "sde")
