@@ -24,8 +24,8 @@ def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str
     """Write every aggregate output from explicit inputs (the workflow lists them; nothing is globbed).
 
     Sample grids are found beside their JSON files (``samples/{sampler}.png``). With solver
-    sweeps, also ``solver_sweep.csv`` (every setting), ``solver_efficiency.csv`` (NFE each sampler
-    needs to come within 10% of the converged distance; see sweep.cost_to_quality) and ``solver_sweep.png``.
+    sweeps, also ``solver_sweep.csv`` (every setting), ``solver_efficiency.csv`` (per metric, the NFE each
+    sampler needs before its interval overlaps the converged quality's; see sweep.cost_to_quality) and ``solver_sweep.png``.
 
     Returns:
         The paths written.

@@ -20,8 +20,9 @@ from .viz import save_image_grid
 def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: int, num_steps: int,
          eps: float, snr: float = 0.16, atol: float = 1e-6, rtol: float = 1e-6, cfg: float = 1.0,
          seed: int = 0, device: str | torch.device = "cpu",
-         progress: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Sample ``num_samples`` images in batches (``progress``: a counter of score evaluations on stderr).
+         progress: bool = False, denoise: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Sample ``num_samples`` images in batches (``progress``: a counter of score evaluations on stderr;
+    ``denoise``: a final Tweedie step, see ``vsgm.samplers.tweedie_denoise``).
 
     Returns:
         (samples in data space, clamped to [-1, 1]; cost dict with nfe per sample batch, seconds, samples_per_s)
@@ -43,7 +44,7 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
             score = Counted(score, tick=bar.update)
         shape = (n, model.input_channels, *([model.input_size] * dims))
         res = sample(score, model.sde, shape, spec, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
-                     generator=g, device=device)
+                     generator=g, device=device, denoise=denoise)
         outs.append(model.to_images(res.samples).cpu())
         nfes.append(res.nfe)
         seconds += res.seconds
@@ -52,7 +53,8 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
             "grid": spec.grid.value if spec.kind == "ode" else None, "nfe": float(np.mean(nfes)),
             "network_evals": float(np.mean(nfes)) * (2 if guided else 1),
             "seconds": seconds, "samples_per_s": num_samples / max(seconds, 1e-9), "num_samples": num_samples,
-            "num_steps": num_steps, "atol": atol, "rtol": rtol, "eps": eps, "cfg": cfg, "seed": seed}
+            "num_steps": num_steps, "atol": atol, "rtol": rtol, "eps": eps, "cfg": cfg, "seed": seed,
+            "denoise": denoise}
     return torch.cat(outs), cost
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .metrics import ood_metrics
 from .ood import SCORERS
+from .quality_metrics import METRICS
 
 PAIR_COLUMNS = ["model", "in", "out", "comparison", "scorer", "auroc", "auroc_lo", "auroc_hi", "aupr_in", "aupr_out",
                 "fpr95", "n_in", "n_out", "nfe"]
@@ -103,21 +104,37 @@ def auroc_markdown(long: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+REAL_ROW = "real (train vs test)"
+
+
+def _quality_columns(q: dict, suffix: str = "") -> dict:
+    """The metrics (with their intervals) of a quality JSON, ``suffix`` picking the real-vs-real copies."""
+    return {f"{m}{b}": q.get(f"{m}{b}{suffix}") for m in METRICS for b in ("", "_lo", "_hi")}
+
+
 def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[str | Path] = ()) -> pd.DataFrame:
-    """One row per (model, sampler): NFE, seconds, samples/s and the sample-quality numbers."""
+    """One row per (model, sampler): NFE, seconds, samples/s and the sample-quality metrics with their 95%
+    intervals (FD, KID, precision, recall in the feature classifier's space; FID where Inception weights
+    were on disk), plus one ``real (train vs test)`` row per model: the same metrics for as many real
+    training images as samples, the floor a perfect sampler would reach."""
     quality = {}
     for q in quality_jsons:
         d = json.loads(Path(q).read_text())
         quality[(d.get("model") or d["dataset"], d["sampler"])] = d
-    rows = []
+    rows, reals = [], {}
     for p in sample_jsons:
         d = json.loads(Path(p).read_text())
         model = d.get("model") or d.get("dataset")
         q = quality.get((model, d["sampler"]), {})
         rows.append({"model": model, "sampler": d["sampler"], "solver": d.get("solver"),
-                     "grid": d.get("grid"), "nfe": d["nfe"], "seconds": d["seconds"],
-                     "samples_per_s": d["samples_per_s"], "num_samples": d["num_samples"],
-                     "fd_classifier": q.get("fd"), "fd_reference": q.get("fd_test_vs_train"),
-                     "fid_inception": q.get("fid_inception"),
-                     "fid_inception_reference": q.get("fid_inception_test_vs_train")})
-    return pd.DataFrame(rows).sort_values(["model", "nfe", "sampler"]).reset_index(drop=True)
+                     "grid": d.get("grid"), "denoise": d.get("denoise", False), "nfe": d["nfe"],
+                     "seconds": d["seconds"], "samples_per_s": d["samples_per_s"], "num_samples": d["num_samples"],
+                     **_quality_columns(q), "fid_inception": q.get("fid_inception")})
+        if q.get("fd_test_vs_train") is not None and model not in reals:
+            reals[model] = {"model": model, "sampler": REAL_ROW, "num_samples": d["num_samples"],
+                            **_quality_columns(q, "_test_vs_train"),
+                            "fid_inception": q.get("fid_inception_test_vs_train")}
+    table = pd.DataFrame(rows).sort_values(["model", "nfe", "sampler"])
+    if reals:
+        table = pd.concat([table, pd.DataFrame(list(reals.values()))])
+    return table.sort_values(["model"], kind="stable").reset_index(drop=True)

@@ -332,29 +332,38 @@ def montage(
     _save_figure(fig, path)
 
 
+QUALITY_LABELS = {"fd": "Frechet distance", "kid": "KID", "precision": "precision", "recall": "recall"}
+
+
 def plot_quality_vs_nfe(table: pd.DataFrame, path: PathLike, title: str) -> None:
-    """Sample quality (Frechet distance, lower is better) against NFE, one line per sampler, one panel per model.
+    """Sample quality against NFE: one row of panels per model, one panel per metric (FD, KID, precision,
+    recall, those the table has), one line per sampler with its 95% interval as a band.
 
     Args:
-        table: rows with model, sampler, nfe, fd (the solver sweep).
+        table: rows with model, sampler, nfe and each metric with ``_lo``/``_hi`` (the solver sweep).
         path: destination .png (written atomically).
         title: figure title.
     """
     models = list(dict.fromkeys(table["model"]))
     if not models:
         raise ValueError("the sweep table is empty")
-    fig = Figure(figsize=(5.5 * len(models), 4.5))
+    metrics = [m for m in QUALITY_LABELS if m in table]
+    fig = Figure(figsize=(4.2 * len(metrics), 3.6 * len(models)))
     for i, model in enumerate(models):
-        ax = fig.add_subplot(1, len(models), i + 1)
         sub = table[table["model"] == model]
-        for sampler, rows in sub.groupby("sampler", sort=False):
-            rows = rows.sort_values("nfe")
-            ax.plot(rows["nfe"], rows["fd"], marker="o", markersize=3, label=sampler)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("score evaluations (NFE)")
-        ax.set_ylabel("Frechet distance (classifier features)")
-        ax.set_title(str(model))
-        ax.legend(fontsize="x-small")
+        for j, metric in enumerate(metrics):
+            ax = fig.add_subplot(len(models), len(metrics), i * len(metrics) + j + 1)
+            for sampler, rows in sub.groupby("sampler", sort=False):
+                rows = rows.sort_values("nfe")
+                line, = ax.plot(rows["nfe"], rows[metric], marker="o", markersize=3, label=sampler)
+                if f"{metric}_lo" in rows:
+                    ax.fill_between(rows["nfe"], rows[f"{metric}_lo"], rows[f"{metric}_hi"], alpha=0.15,
+                                    color=line.get_color(), linewidth=0)
+            ax.set_xscale("log")
+            ax.set_xlabel("score evaluations (NFE)")
+            ax.set_ylabel(f"{QUALITY_LABELS[metric]} (classifier features)")
+            ax.set_title(f"{model}: {QUALITY_LABELS[metric]}", fontsize="small")
+            if j == 0:
+                ax.legend(fontsize="x-small")
     fig.suptitle(title)
     _save_figure(fig, path)
