@@ -78,6 +78,8 @@ def test_default_workflow_profile_is_picked_up(wf):
     ("datasets", {"digits": {"dataset": "digitz"}}, ["datasets.digits.dataset", "digitz"]),
     ("models", {"mnist": {"size": 8, "channels": 1}}, ["models.mnist"]),     # not a dataset key
     ("bogus", {"x": 1}, ["bogus"]),                                          # unknown top-level key
+    ("unet", {"use_scale_shift_norm": False},                                # widths 16, 32: blind to t
+     ["unet", "width(s) [16, 32]", "use_scale_shift_norm: true", "unet_allow_time_blind: true"]),
 ])
 def test_bad_config_fails_before_any_job_with_a_message_naming_the_key(wf, tmp_path, section, changes, names):
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
@@ -95,6 +97,14 @@ def test_bad_config_fails_before_any_job_with_a_message_naming_the_key(wf, tmp_p
         assert name in errors[0], errors[0]
     assert "Traceback" not in proc.stdout, proc.stdout
     assert not (wf / "results").exists() and not (wf / "resources").exists()
+
+
+def test_a_time_blind_unet_runs_only_when_allowed(wf, tmp_path):
+    config = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    config["unet"]["use_scale_shift_norm"] = False
+    config["unet_allow_time_blind"] = True
+    jobs = dry_run(wf, "--configfile", str(write_config(tmp_path / "seed.yaml", **config)))
+    assert count_rules(jobs)["train_model"] == 2
 
 
 def test_configfile_replaces_the_default_config(wf, tmp_path):

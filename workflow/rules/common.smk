@@ -211,6 +211,22 @@ def _unet_problems(config):
     return [f"unet for {', '.join(m)}: {message}" for message, m in models.items()]
 
 
+def check_time_blind(config):
+    """Refuse a UNet whose GroupNorm removes the time embedding at some width (a model partly or
+    wholly blind to the noise level) unless unet_allow_time_blind is set; one line naming the
+    widths and the remedies."""
+    unet = config["unet"]
+    blind = UNetConfig(**unet).widths_without_time()
+    if blind and not config["unet_allow_time_blind"]:
+        raise WorkflowError(
+            f"invalid config: unet: at width(s) {blind} (model_channels {unet['model_channels']} x "
+            f"channel_mult {unet['channel_mult']}) GroupNorm has one channel per group and removes "
+            "the time embedding, so the models are blind to the noise level there; set "
+            "unet.use_scale_shift_norm: true, or widths that do not divide 32 (e.g. model_channels "
+            "48 or 64), or unet_allow_time_blind: true to keep the seed's exact network"
+        )
+
+
 def cli_flags(values):
     """``{name: value}`` -> ``--name value`` flags of the vsgm CLI (booleans as --name/--no-name,
     lists space-separated, None left out), sorted by name: Snakemake compares params as strings, so the
@@ -437,6 +453,7 @@ def get_sample_params(wildcards):
             "snr",
             "cfg",
             "batch_size",
+            "denoise",
         )
     }
     flags["seed"] = config["seed"]
@@ -625,6 +642,7 @@ def get_sweep_params(wildcards):
     flags = {k: s[k] for k in ("steps", "tolerances", "num_samples", "batch_size")}
     flags["samplers"] = s["samplers"] if s["samplers"] is not None else samplers()
     flags["seed"] = config["seed"]
+    flags["denoise"] = config["sample"]["denoise"]
     return cli_flags(flags)
 
 
@@ -692,6 +710,7 @@ def all_targets():
 
 use_command_line_config(config)
 check_config(config)
+check_time_blind(config)
 
 
 wildcard_constraints:
