@@ -52,6 +52,33 @@ def test_aggregate_writes_every_table_and_picture(tmp_path):
         assert Image.open(tmp_path / "agg" / name).size[0] > 100
 
 
+def test_replicates_get_their_mean_and_sd_next_to_each_run(tmp_path):
+    import json
+
+    pairs = [write_pair(tmp_path, m, "b", shift) for m, shift in (("a", 1), ("a-r1", 2), ("a-r2", 3))]
+    samples, quality = [], []
+    for m, fd in (("a", 1.0), ("a-r1", 2.0), ("a-r2", 4.0)):
+        samples.append(write_sample(tmp_path, m, "em", 10))
+        q = tmp_path / m / "quality" / "em.json"
+        q.parent.mkdir(parents=True)
+        q.write_text(json.dumps({"model": m, "sampler": "em", "fd": fd, "fd_lo": fd - 0.5, "fd_hi": fd + 0.5,
+                                 "fd_test_vs_train": 0.5}))
+        quality.append(q)
+    aggregate(pairs, samples, quality, tmp_path / "agg")
+    long = pd.read_csv(tmp_path / "agg" / "auroc.csv")
+    rows = long[(long.scorer == "loss") & (long.comparison == OOD)]
+    assert len(rows) == 3 and (rows.replicates == 3).all()
+    assert rows.auroc_rep_mean.iloc[0] == pytest.approx(rows.auroc.mean(), abs=1e-5)  # tables keep 6 digits
+    assert rows.auroc_rep_sd.iloc[0] == pytest.approx(rows.auroc.std(), abs=1e-5)
+    # the sanity rows (a_train, a-r1_train, ...) are one comparison of model a too
+    assert (long[long.comparison != OOD].replicates == 3).all()
+    assert "Mean ± sd over 3 replicates" in (tmp_path / "agg" / "auroc.md").read_text()
+    solvers = pd.read_csv(tmp_path / "agg" / "solvers.csv")
+    em = solvers[solvers.sampler == "em"]
+    assert em.fd_rep_mean.tolist() == pytest.approx([7 / 3] * 3, abs=1e-5)
+    assert em.fd_rep_sd.iloc[0] == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1), abs=1e-5)
+
+
 def _with_interval(table, metric, half_width):
     return table.assign(**{f"{metric}_lo": table[metric] - half_width, f"{metric}_hi": table[metric] + half_width})
 

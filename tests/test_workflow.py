@@ -107,6 +107,28 @@ def test_a_time_blind_unet_runs_only_when_allowed(wf, tmp_path):
     assert count_rules(jobs)["train_model"] == 2
 
 
+def test_replicates_train_each_model_again_with_its_own_seed(wf, tmp_path):
+    config = write_config(tmp_path / "reps.yaml", replicates=2)
+    jobs = dry_run(wf, "--configfile", str(config))
+    single = dry_run(wf, "--configfile", "config/test.yaml")
+    counts, once = count_rules(jobs), count_rules(single)
+    assert {j.wc("model") for j in jobs if j.rule == "train_model"} == {"digits", "digits-r1", "photos",
+                                                                       "photos-r1"}
+    # twice the models, samples and pairs; the data and the feature classifiers are shared
+    for rule in ("train_model", "sample_model", "sample_quality", "ood_pair", "sample_sweep"):
+        assert counts[rule] == 2 * once[rule], rule
+    for rule in ("data_prepare", "sample_classifier"):
+        assert counts[rule] == once[rule], rule
+    # replicate 0 keeps the paths and seed of a run without replicates
+    assert {job for job in job_set(single) if dict(job[1]).get("model")} <= job_set(jobs)
+    proc = snakemake(wf, "--dry-run", "--cores", "1", "--printshellcmds", "--configfile", str(config),
+                     timeout=300, check=True)
+    trains = [line for line in proc.stdout.splitlines() if "vsgm.cli train" in line]
+    seeds = {("-r1" in line.split("--out_dir ")[1].split()[0], line.split("--seed ")[1].split()[0])
+             for line in trains}
+    assert seeds == {(False, "0"), (True, "1")}
+
+
 def test_configfile_replaces_the_default_config(wf, tmp_path):
     # one model instead of the default's two: nothing of the default's photos model may remain
     config = write_config(tmp_path / "one.yaml", models={"digits": {"size": 8, "channels": 1}})
@@ -126,16 +148,16 @@ def test_configfile_replaces_the_default_config(wf, tmp_path):
 def test_benchmark_dry_run_builds_the_full_dag(wf):
     jobs = dry_run(wf, "--configfile", "config/benchmark.yaml", timeout=600)
     counts = count_rules(jobs)
-    n, samplers = len(SEED_DATASETS), len(yaml.safe_load((REPO / "config/benchmark.yaml").read_text())["samplers"])
+    config = yaml.safe_load((REPO / "config/benchmark.yaml").read_text())
+    n, samplers, reps = len(SEED_DATASETS), len(config["samplers"]), config["replicates"]
     assert counts["data_download"] == n
-    assert counts["train_model"] == n
-    assert counts["sample_model"] == n * samplers
-    assert counts["ood_pair"] == n * (n - 1)
-    assert counts["ood_features"] == n * (n + 1)  # train, test and every other dataset, per model
+    assert counts["train_model"] == n * reps
+    assert counts["sample_model"] == n * samplers * reps
+    assert counts["ood_pair"] == n * (n - 1) * reps
+    assert counts["ood_features"] == n * (n + 1) * reps  # train, test and every other dataset, per model
     assert counts["report_aggregate"] == 1
-    assert {j.wc("model") for j in jobs if j.rule == "train_model"} == set(SEED_DATASETS)
-    trained = {j.wc("model"): j for j in jobs if j.rule == "train_model"}
-    assert set(trained) == set(SEED_DATASETS)
+    trained = {j.wc("model") for j in jobs if j.rule == "train_model"}
+    assert trained == {f"{d}-r{r}" if r else d for d in SEED_DATASETS for r in range(reps)}
 
 
 def pair_jobs(model, out, train_splits):

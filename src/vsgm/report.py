@@ -11,7 +11,9 @@ import pandas as pd
 
 from .io import write_table, write_text
 from .sweep import cost_to_quality
-from .tables import auroc_markdown, auroc_matrix, collect_pairs, scorer_order, solvers_table
+from .quality_metrics import METRICS
+from .tables import (auroc_markdown, auroc_matrix, collect_pairs, scorer_order, solvers_table,
+                     with_replicate_spread)
 from .viz import montage, plot_auroc_heatmap, plot_quality_vs_nfe
 
 OUTPUTS = ("auroc.csv", "auroc.md", "auroc.png", "solvers.csv", "samples.png")
@@ -38,13 +40,15 @@ def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str
         write_table(out / "solver_efficiency.csv", cost_to_quality(table))
         plot_quality_vs_nfe(table, out / "solver_sweep.png", title="sample quality against cost")
         written += [out / name for name in SWEEP_OUTPUTS]
-    long = collect_pairs(pair_csvs)
+    long = with_replicate_spread(collect_pairs(pair_csvs), ["out", "comparison", "scorer"], ["auroc"])
     write_table(out / "auroc.csv", long)
     write_text(out / "auroc.md", auroc_markdown(long))
     scorers = scorer_order(long["scorer"])
     plot_auroc_heatmap({s: auroc_matrix(long, s) for s in scorers}, out / "auroc.png",
                        title="AUROC: in-distribution (rows) vs outliers (columns)")
-    write_table(out / "solvers.csv", solvers_table(sample_jsons, quality_jsons))
+    solvers = solvers_table(sample_jsons, quality_jsons)
+    spread = [m for m in METRICS if m in solvers and solvers[m].notna().any()]
+    write_table(out / "solvers.csv", with_replicate_spread(solvers, ["sampler"], spread) if spread else solvers)
     grids = {}
     for js in sample_jsons:
         d = json.loads(Path(js).read_text())

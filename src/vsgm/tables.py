@@ -12,6 +12,7 @@ import pandas as pd
 from .metrics import ood_metrics
 from .ood import SCORERS
 from .quality_metrics import METRICS
+from .replicates import base_of
 
 PAIR_COLUMNS = ["model", "in", "out", "comparison", "scorer", "auroc", "auroc_lo", "auroc_hi", "aupr_in", "aupr_out",
                 "fpr95", "n_in", "n_out", "nfe"]
@@ -99,6 +100,7 @@ def auroc_markdown(long: pd.DataFrame) -> str:
             cells.append("" if pd.isna(san) else f"{san:.3f}")
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += _replicate_lines(long, scorer)
     lines.append("Bold: the best scorer for that pair. `train vs test`: held-out training images against "
                  "test images of the same dataset (near 0.5 when the detector does not overfit).")
     return "\n".join(lines) + "\n"
@@ -110,6 +112,21 @@ REAL_ROW = "real (train vs test)"
 def _quality_columns(q: dict, suffix: str = "") -> dict:
     """The metrics (with their intervals) of a quality JSON, ``suffix`` picking the real-vs-real copies."""
     return {f"{m}{b}": q.get(f"{m}{b}{suffix}") for m in METRICS for b in ("", "_lo", "_hi")}
+
+
+def _replicate_lines(long: pd.DataFrame, scorer: str) -> list[str]:
+    """Markdown lines: the mean +- sd of one scorer's AUROC over replicates (none with one replicate)."""
+    if "replicates" not in long or long["replicates"].max() < 2:
+        return []
+    sub = long[(long["scorer"] == scorer) & (long["comparison"] == OOD)].assign(model=lambda d: d["model"].map(base_of))
+    sub = sub.drop_duplicates(["model", "out"])
+    cell = sub["auroc_rep_mean"].map("{:.3f}".format) + " ± " + sub["auroc_rep_sd"].map("{:.3f}".format)
+    mat = sub.assign(cell=cell).pivot(index="model", columns="out", values="cell").sort_index().sort_index(axis=1)
+    n = int(long["replicates"].max())
+    lines = [f"Mean ± sd over {n} replicates:", "", "| in \\ out | " + " | ".join(mat.columns) + " |",
+             "|" + "---|" * (len(mat.columns) + 1)]
+    lines += [f"| {model} | " + " | ".join(row.fillna("")) + " |" for model, row in mat.iterrows()]
+    return lines + [""]
 
 
 def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[str | Path] = ()) -> pd.DataFrame:
@@ -138,3 +155,26 @@ def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[st
     if reals:
         table = pd.concat([table, pd.DataFrame(list(reals.values()))])
     return table.sort_values(["model"], kind="stable").reset_index(drop=True)
+
+
+def with_replicate_spread(table: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
+    """Add ``{value}_rep_mean``, ``{value}_rep_sd`` and ``replicates`` to every row: the mean and standard
+    deviation of the value over the replicates of the row's model (rows that agree on ``by``, with
+    replicate names mapped to their model's; sd NaN for a single replicate).
+
+    Args:
+        table: rows with a ``model`` column (replicate names such as ``digits-r1``).
+        by: the other columns that identify a row within a model (``out``-like names are mapped too).
+        values: the columns to summarise.
+
+    Returns:
+        A copy of the table with the added columns.
+    """
+    keys = [table[c] if pd.api.types.is_numeric_dtype(table[c]) else table[c].map(base_of) for c in ["model", *by]]
+    groups = table.groupby(keys, dropna=False, sort=False)
+    out = table.copy()
+    for v in values:
+        out[f"{v}_rep_mean"] = groups[v].transform("mean")
+        out[f"{v}_rep_sd"] = groups[v].transform("std")
+    out["replicates"] = groups["model"].transform("count")
+    return out
