@@ -38,9 +38,11 @@ def test_aggregate_writes_every_table_and_picture(tmp_path):
     pd.DataFrame({"model": "a", "sampler": ["em", "em", "ode-rk4"], "nfe": [10, 100, 40], "seconds": [1, 10, 4],
                   "num_steps": [10, 100, 10], "tol": np.nan, "fd": [5.0, 1.0, 1.05],
                   "fd_lo": [4.0, 0.9, 0.95], "fd_hi": [6.0, 1.1, 1.15]}).to_csv(sweep, index=False)
-    paths = aggregate(pairs, samples, [], tmp_path / "agg", [sweep])
+    history = tmp_path / "a" / "train.csv"
+    pd.DataFrame({"epoch": [1, 2, 3], "loss": [9.0, 7.0, 6.5]}).to_csv(history, index=False)
+    paths = aggregate(pairs, samples, [], tmp_path / "agg", [sweep], [history])
     assert {p.name for p in paths} >= {"auroc.csv", "auroc.md", "auroc.png", "solvers.csv", "samples.png",
-                                       "solver_efficiency.csv"}
+                                       "solver_efficiency.csv", "loss.png"}
     long = pd.read_csv(tmp_path / "agg" / "auroc.csv")
     # 3 pairs x 2 scorers + the sanity rows once per model (a: 2 scorers, b: 2 scorers)
     assert len(long[long.comparison == OOD]) == 6 and len(long) == 10
@@ -48,7 +50,7 @@ def test_aggregate_writes_every_table_and_picture(tmp_path):
     assert "## loss" in md and "## msma" in md and "| a |" in md and "**" in md
     solvers = pd.read_csv(tmp_path / "agg" / "solvers.csv")
     assert list(solvers.sampler) == ["em", "ode-rk4", "em", "ode-rk4"] and solvers.nfe.tolist() == [100, 400] * 2
-    for name in ("auroc.png", "samples.png", "solver_sweep.png"):
+    for name in ("auroc.png", "samples.png", "solver_sweep.png", "loss.png"):
         assert Image.open(tmp_path / "agg" / name).size[0] > 100
 
 

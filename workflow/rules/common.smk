@@ -672,6 +672,7 @@ def get_aggregate_input(wildcards):
         "grids": sample_files("png"),
         "quality": quality_files(),
         "sweeps": sweep_files(),
+        "histories": [f"results/{m}/train.csv" for m in model_instances()],
     }
 
 
@@ -681,6 +682,7 @@ AGGREGATES = {
     "auroc_png": "results/auroc.png",
     "solvers": "results/solvers.csv",
     "samples": "results/samples.png",
+    "loss": "results/loss.png",
 }
 SWEEP_AGGREGATES = {
     "sweep": "results/solver_sweep.csv",
@@ -707,6 +709,7 @@ def aggregate_outputs():
         "samples": ("samples_montage.rst", "sample grids"),
         "efficiency": ("solver_efficiency.rst", "solver efficiency"),
         "sweep_png": ("solver_sweep.rst", "quality against NFE"),
+        "loss": ("loss.rst", "training loss"),
     }
     outputs = {}
     for name, path in aggregate_files().items():
