@@ -71,6 +71,14 @@ def test_kid_interval_covers_the_truth_at_about_95_percent():
     assert 0.88 <= np.mean(covered) <= 1.0
 
 
+def test_the_fd_interval_of_one_distribution_holds_its_point_estimate():
+    # resamples with duplicates have a larger FD than the set they come from: the interval is moved back
+    rng = np.random.default_rng(5)
+    m = quality_metrics(_draw(rng, 100, np.zeros(16), np.ones(16)), _draw(rng, 100, np.zeros(16), np.ones(16)),
+                        n_boot=100)
+    assert m["fd_lo"] <= m["fd"] <= m["fd_hi"]
+
+
 def test_quality_metrics_give_every_metric_an_interval_around_the_point():
     rng = np.random.default_rng(4)
     m = quality_metrics(_draw(rng, 60, A, P), _draw(rng, 60, B, Q), n_boot=50)
