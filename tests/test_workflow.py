@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from vsgm.tables import OOD, PAIR_COLUMNS, SANITY
+from vsgm.tables import OOD, PAIR_COLUMNS, REAL_ROW, SANITY
 from workflow_utils import (
     BIN,
     REPO,
@@ -268,13 +268,17 @@ def test_full_test_run_writes_every_output(full_run):
     assert auroc["auroc"].between(0, 1).all() and (auroc["auroc_lo"] <= auroc["auroc_hi"]).all()
     assert "## msma" in (wf / "results/auroc.md").read_text()
     solvers = pd.read_csv(wf / "results/solvers.csv")
-    assert set(zip(solvers["model"], solvers["sampler"])) == {(m, s) for m in models for s in samplers}
-    assert (solvers["nfe"] > 0).all() and solvers["fd_classifier"].notna().all()
-    for png in ("auroc.png", "samples.png", "solver_sweep.png"):
+    runs = solvers[solvers["sampler"] != REAL_ROW]
+    assert set(zip(runs["model"], runs["sampler"])) == {(m, s) for m in models for s in samplers}
+    assert set(solvers.loc[solvers["sampler"] == REAL_ROW, "model"]) == set(models)
+    metrics = [f"{m}{b}" for m in ("fd", "kid", "precision", "recall") for b in ("", "_lo", "_hi")]
+    assert (runs["nfe"] > 0).all() and solvers[metrics].notna().all().all()
+    for png in ("auroc.png", "samples.png", "solver_sweep.png", "loss.png"):
         _png(wf / "results" / png)
     sweep = pd.read_csv(wf / "results/solver_sweep.csv")
     assert {"sampler", "nfe", "fd"} <= set(sweep.columns) and set(sweep["sampler"]) == set(samplers)
-    assert len(pd.read_csv(wf / "results/solver_efficiency.csv")) > 0
+    efficiency = pd.read_csv(wf / "results/solver_efficiency.csv")
+    assert set(efficiency["metric"]) == {"fd", "kid", "precision", "recall", "all"}
     # per-model outputs
     for m in models:
         history = pd.read_csv(wf / f"results/{m}/train.csv")
