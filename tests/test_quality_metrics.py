@@ -84,7 +84,8 @@ def test_quality_metrics_give_every_metric_an_interval_around_the_point():
     m = quality_metrics(_draw(rng, 60, A, P), _draw(rng, 60, B, Q), n_boot=50)
     for name in ("fd", "kid", "precision", "recall"):
         assert m[f"{name}_lo"] <= m[f"{name}_hi"]
-    assert 0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1
+    assert 0 <= m["precision_lo"] <= m["precision"] <= m["precision_hi"] <= 1
+    assert 0 <= m["recall_lo"] <= m["recall"] <= m["recall_hi"] <= 1
 
 
 def test_too_few_features_are_refused():

@@ -25,6 +25,7 @@ K_NEAREST = 3
 N_BOOT = 200
 METRICS = ("fd", "kid", "precision", "recall")
 # which direction is better, for tables and the solver decision
+FRACTIONS = ("precision", "recall")
 HIGHER_IS_BETTER = {"fd": False, "kid": False, "precision": True, "recall": True}
 
 
@@ -139,6 +140,8 @@ def quality_metrics(fake: np.ndarray, real: np.ndarray, n_boot: int = N_BOOT, k:
     out: dict[str, float] = {}
     for name in METRICS:
         lo, hi = _shifted_interval(np.array([b[name] for b in boots]), point[name], level) if n_boot else (np.nan,) * 2
+        if name in FRACTIONS:  # the shift can cross the bounds of a fraction
+            lo, hi = max(lo, 0.0), min(hi, 1.0)
         out.update({name: point[name], f"{name}_lo": lo, f"{name}_hi": hi})
     return out
 
