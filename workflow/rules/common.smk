@@ -631,7 +631,9 @@ def ood_tables():
 
 
 def sample_files(ext):
-    return [f"{samples_prefix(m, s)}.{ext}" for m in model_instances() for s in samplers()]
+    return [
+        f"{samples_prefix(m, s)}.{ext}" for m in model_instances() for s in samplers()
+    ]
 
 
 def quality_files():
