@@ -354,7 +354,7 @@ def plot_quality_vs_nfe(table: pd.DataFrame, path: PathLike, title: str) -> None
     if not models:
         raise ValueError("the sweep table is empty")
     metrics = [m for m in QUALITY_LABELS if m in table]
-    fig = Figure(figsize=(4.2 * len(metrics), 3.6 * len(models)))
+    fig = Figure(figsize=(4.2 * len(metrics), 3.6 * len(models)), layout="constrained")
     for i, model in enumerate(models):
         sub = table[table["model"] == model]
         for j, metric in enumerate(metrics):
