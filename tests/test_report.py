@@ -36,10 +36,13 @@ def test_aggregate_writes_every_table_and_picture(tmp_path):
     samples = [write_sample(tmp_path, m, s, n) for m in "ab" for s, n in (("em", 100), ("ode-rk4", 400))]
     sweep = tmp_path / "a" / "solver_sweep.csv"
     pd.DataFrame({"model": "a", "sampler": ["em", "em", "ode-rk4"], "nfe": [10, 100, 40], "seconds": [1, 10, 4],
-                  "num_steps": [10, 100, 10], "tol": np.nan, "fd": [5.0, 1.0, 1.05]}).to_csv(sweep, index=False)
-    paths = aggregate(pairs, samples, [], tmp_path / "agg", [sweep])
+                  "num_steps": [10, 100, 10], "tol": np.nan, "fd": [5.0, 1.0, 1.05],
+                  "fd_lo": [4.0, 0.9, 0.95], "fd_hi": [6.0, 1.1, 1.15]}).to_csv(sweep, index=False)
+    history = tmp_path / "a" / "train.csv"
+    pd.DataFrame({"epoch": [1, 2, 3], "loss": [9.0, 7.0, 6.5]}).to_csv(history, index=False)
+    paths = aggregate(pairs, samples, [], tmp_path / "agg", [sweep], [history])
     assert {p.name for p in paths} >= {"auroc.csv", "auroc.md", "auroc.png", "solvers.csv", "samples.png",
-                                       "solver_efficiency.csv"}
+                                       "solver_efficiency.csv", "loss.png"}
     long = pd.read_csv(tmp_path / "agg" / "auroc.csv")
     # 3 pairs x 2 scorers + the sanity rows once per model (a: 2 scorers, b: 2 scorers)
     assert len(long[long.comparison == OOD]) == 6 and len(long) == 10
@@ -47,28 +50,74 @@ def test_aggregate_writes_every_table_and_picture(tmp_path):
     assert "## loss" in md and "## msma" in md and "| a |" in md and "**" in md
     solvers = pd.read_csv(tmp_path / "agg" / "solvers.csv")
     assert list(solvers.sampler) == ["em", "ode-rk4", "em", "ode-rk4"] and solvers.nfe.tolist() == [100, 400] * 2
-    for name in ("auroc.png", "samples.png", "solver_sweep.png"):
+    for name in ("auroc.png", "samples.png", "solver_sweep.png", "loss.png"):
         assert Image.open(tmp_path / "agg" / name).size[0] > 100
 
 
-def test_cost_to_quality_picks_the_cheapest_setting_within_the_margin_of_the_converged_quality():
+def test_replicates_get_their_mean_and_sd_next_to_each_run(tmp_path):
+    import json
+
+    pairs = [write_pair(tmp_path, m, "b", shift) for m, shift in (("a", 1), ("a-r1", 2), ("a-r2", 3))]
+    samples, quality = [], []
+    for m, fd in (("a", 1.0), ("a-r1", 2.0), ("a-r2", 4.0)):
+        samples.append(write_sample(tmp_path, m, "em", 10))
+        q = tmp_path / m / "quality" / "em.json"
+        q.parent.mkdir(parents=True)
+        q.write_text(json.dumps({"model": m, "sampler": "em", "fd": fd, "fd_lo": fd - 0.5, "fd_hi": fd + 0.5,
+                                 "fd_test_vs_train": 0.5}))
+        quality.append(q)
+    aggregate(pairs, samples, quality, tmp_path / "agg")
+    long = pd.read_csv(tmp_path / "agg" / "auroc.csv")
+    rows = long[(long.scorer == "loss") & (long.comparison == OOD)]
+    assert len(rows) == 3 and (rows.replicates == 3).all()
+    assert rows.auroc_rep_mean.iloc[0] == pytest.approx(rows.auroc.mean(), abs=1e-5)  # tables keep 6 digits
+    assert rows.auroc_rep_sd.iloc[0] == pytest.approx(rows.auroc.std(), abs=1e-5)
+    # the sanity rows (a_train, a-r1_train, ...) are one comparison of model a too
+    assert (long[long.comparison != OOD].replicates == 3).all()
+    assert "Mean ± sd over 3 replicates" in (tmp_path / "agg" / "auroc.md").read_text()
+    solvers = pd.read_csv(tmp_path / "agg" / "solvers.csv")
+    em = solvers[solvers.sampler == "em"]
+    assert em.fd_rep_mean.tolist() == pytest.approx([7 / 3] * 3, abs=1e-5)
+    assert em.fd_rep_sd.iloc[0] == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1), abs=1e-5)
+
+
+def _with_interval(table, metric, half_width):
+    return table.assign(**{f"{metric}_lo": table[metric] - half_width, f"{metric}_hi": table[metric] + half_width})
+
+
+def test_cost_to_quality_picks_the_cheapest_setting_whose_interval_overlaps_the_converged_one():
     table = pd.DataFrame({"model": "m", "sampler": ["em"] * 3 + ["rk4"] * 2 + ["bad"],
                           "nfe": [10, 50, 100, 8, 40, 5], "seconds": [1, 5, 10, 1, 4, 1],
                           "num_steps": [10, 50, 100, 2, 10, 5], "tol": np.nan,
-                          "fd": [3.0, 1.08, 1.0, 2.0, 1.02, 9.0]})
-    out = cost_to_quality(table, margin=0.1).set_index("sampler")
-    assert out.loc["em", "nfe"] == 50 and out.loc["rk4", "nfe"] == 40
-    # converged quality: the median of the costliest settings' FDs (1.0, 1.02, 9.0), plus 10 %
-    assert np.isnan(out.loc["bad", "nfe"]) and out.loc["em", "target_fd"] == pytest.approx(1.02 * 1.1)
+                          "fd": [3.0, 1.3, 1.0, 2.0, 1.02, 9.0]})
+    out = cost_to_quality(_with_interval(table, "fd", 0.1)).set_index(["metric", "sampler"])
+    # converged quality: the median of the costliest settings' FDs (1.0, 1.02, 9.0) is rk4's 1.02 +- 0.1;
+    # em's 1.3 +- 0.1 misses it, its 1.0 +- 0.1 overlaps
+    assert out.loc[("fd", "em"), "nfe"] == 100 and out.loc[("fd", "rk4"), "nfe"] == 40
+    assert out.loc[("fd", "em"), "target"] == 1.02 and out.loc[("fd", "em"), "target_sampler"] == "rk4"
+    assert np.isnan(out.loc[("fd", "bad"), "nfe"])
+    # wider intervals: em's 1.3 +- 0.2 overlaps 1.02 +- 0.2 at 50 NFE
+    wide = cost_to_quality(_with_interval(table, "fd", 0.2)).set_index(["metric", "sampler"])
+    assert wide.loc[("fd", "em"), "nfe"] == 50
+
+
+def test_the_all_metric_row_needs_every_metric_to_overlap():
+    table = pd.DataFrame({"model": "m", "sampler": ["em", "em", "rk4"], "nfe": [10, 100, 40], "seconds": 1,
+                          "num_steps": [10, 100, 10], "tol": np.nan, "fd": [1.0, 1.0, 1.0],
+                          "kid": [0.5, 0.01, 0.01]})
+    table = _with_interval(_with_interval(table, "fd", 0.1), "kid", 0.01)
+    out = cost_to_quality(table).set_index(["metric", "sampler"])
+    assert out.loc[("fd", "em"), "nfe"] == 10 and out.loc[("kid", "em"), "nfe"] == 100
+    assert out.loc[("all", "em"), "nfe"] == 100
 
 
 def test_a_sampler_diverged_at_its_costliest_setting_has_no_say_in_the_converged_quality():
     table = pd.DataFrame({"model": "m", "sampler": ["em", "rk4", "bad", "div", "div"],
                           "nfe": [100, 40, 5, 10, 100], "seconds": 1, "num_steps": [100, 10, 5, 10, 100],
                           "tol": np.nan, "fd": [1.0, 1.02, 9.0, 20.0, np.nan]})
-    out = cost_to_quality(table, margin=0.1).set_index("sampler")
+    out = cost_to_quality(_with_interval(table, "fd", 0.1)).set_index(["metric", "sampler"])
     # the median of 1.0, 1.02 and 9.0; the diverged sampler's cheaper 20.0 is not its converged quality
-    assert out.loc["em", "target_fd"] == pytest.approx(1.02 * 1.1) and np.isnan(out.loc["div", "nfe"])
+    assert out.loc[("fd", "em"), "target"] == 1.02 and np.isnan(out.loc[("fd", "div"), "nfe"])
 
 
 def test_sweep_on_a_trained_model(tiny_model, digits_train):
@@ -85,6 +134,7 @@ def test_sweep_on_a_trained_model(tiny_model, digits_train):
     assert list(zip(table.sampler, table.num_steps.fillna(0), table.nfe)) == [
         ("em", 2, 2), ("em", 4, 4), ("ode-bosh3", 0, table.nfe.iloc[2])]
     assert table.fd.notna().all() and (table.fd >= 0).all()
+    assert (table.kid_lo <= table.kid_hi).all() and table.precision.between(0, 1).all()
 
 
 def test_scorers_are_listed_in_the_registrys_order_and_unknown_ones_last():

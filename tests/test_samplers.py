@@ -92,3 +92,19 @@ def test_samplers_are_reproducible_with_a_generator():
 def test_invalid_steps_refused():
     with pytest.raises(ValueError, match="num_steps"):
         run("em", num_steps=0)
+
+
+@pytest.mark.parametrize("name", ["ode-rk4-logstd", "em", "pc"])
+def test_denoise_applies_tweedies_formula_at_eps(name):
+    # At eps = 0.1 the samples carry noise of variance v = std(eps)^2 = 0.14; Tweedie's E[x0 | x] for Gaussian
+    # data is m + (x - m) s^2 / (s^2 + v): the same samples, shrunk towards the mean, for one more evaluation.
+    eps = 0.1
+    v = VESDE(25.0).marginal_std(torch.tensor(eps, dtype=torch.float64)).item() ** 2
+    plain = run(name, num_steps=20, eps=eps)
+    denoised = run(name, num_steps=20, eps=eps, denoise=True)
+    assert denoised.nfe == plain.nfe + 1
+    expected = MEAN + (plain.samples - MEAN) * STD**2 / (STD**2 + v)
+    assert torch.allclose(denoised.samples, expected, atol=1e-5)
+    if name.startswith("ode"):  # the ODE ends at the marginal of t = eps; its denoised std is s^2 / sqrt(s^2 + v)
+        assert abs(plain.samples.std().item() - math.sqrt(STD**2 + v)) < 0.01
+        assert abs(denoised.samples.std().item() - STD**2 / math.sqrt(STD**2 + v)) < 0.01

@@ -59,6 +59,9 @@ def test_widths_without_time_are_the_ones_that_ignore_it(channels, scale_shift, 
     model = randomize(make(model_channels=channels, channel_mult=(1, 2), num_head_channels=16,
                            use_scale_shift_norm=scale_shift)).eval()
     assert widths_without_time(model) == blind
+    # the workflow's torch-free check reads the same widths off the options
+    assert UNetConfig(model_channels=channels, channel_mult=(1, 2), use_scale_shift_norm=scale_shift
+                      ).widths_without_time() == blind
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         early, late = model(x, torch.full((2,), 1.0)), model(x, torch.full((2,), 900.0))

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from vsgm.tables import OOD, PAIR_COLUMNS, SANITY
+from vsgm.tables import OOD, PAIR_COLUMNS, REAL_ROW, SANITY
 from workflow_utils import (
     BIN,
     REPO,
@@ -78,6 +78,8 @@ def test_default_workflow_profile_is_picked_up(wf):
     ("datasets", {"digits": {"dataset": "digitz"}}, ["datasets.digits.dataset", "digitz"]),
     ("models", {"mnist": {"size": 8, "channels": 1}}, ["models.mnist"]),     # not a dataset key
     ("bogus", {"x": 1}, ["bogus"]),                                          # unknown top-level key
+    ("unet", {"use_scale_shift_norm": False},                                # widths 16, 32: blind to t
+     ["unet", "width(s) [16, 32]", "use_scale_shift_norm: true", "unet_allow_time_blind: true"]),
 ])
 def test_bad_config_fails_before_any_job_with_a_message_naming_the_key(wf, tmp_path, section, changes, names):
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
@@ -131,6 +133,36 @@ def test_what_vsgm_would_refuse_fails_before_any_job(wf, tmp_path, section, chan
     assert not (wf / "results").exists() and not (wf / "resources").exists()
 
 
+def test_a_time_blind_unet_runs_only_when_allowed(wf, tmp_path):
+    config = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    config["unet"]["use_scale_shift_norm"] = False
+    config["unet_allow_time_blind"] = True
+    jobs = dry_run(wf, "--configfile", str(write_config(tmp_path / "seed.yaml", **config)))
+    assert count_rules(jobs)["train_model"] == 2
+
+
+def test_replicates_train_each_model_again_with_its_own_seed(wf, tmp_path):
+    config = write_config(tmp_path / "reps.yaml", replicates=2)
+    jobs = dry_run(wf, "--configfile", str(config))
+    single = dry_run(wf, "--configfile", "config/test.yaml")
+    counts, once = count_rules(jobs), count_rules(single)
+    assert {j.wc("model") for j in jobs if j.rule == "train_model"} == {"digits", "digits-r1", "photos",
+                                                                       "photos-r1"}
+    # twice the models, samples and pairs; the data and the feature classifiers are shared
+    for rule in ("train_model", "sample_model", "sample_quality", "ood_pair", "sample_sweep"):
+        assert counts[rule] == 2 * once[rule], rule
+    for rule in ("data_prepare", "sample_classifier"):
+        assert counts[rule] == once[rule], rule
+    # replicate 0 keeps the paths and seed of a run without replicates
+    assert {job for job in job_set(single) if dict(job[1]).get("model")} <= job_set(jobs)
+    proc = snakemake(wf, "--dry-run", "--cores", "1", "--printshellcmds", "--configfile", str(config),
+                     timeout=300, check=True)
+    trains = [line for line in proc.stdout.splitlines() if "vsgm.cli train" in line]
+    seeds = {("-r1" in line.split("--out_dir ")[1].split()[0], line.split("--seed ")[1].split()[0])
+             for line in trains}
+    assert seeds == {(False, "0"), (True, "1")}
+
+
 def test_configfile_replaces_the_default_config(wf, tmp_path):
     # one model instead of the default's two: nothing of the default's photos model may remain
     config = write_config(tmp_path / "one.yaml", models={"digits": {"size": 8, "channels": 1}})
@@ -150,16 +182,16 @@ def test_configfile_replaces_the_default_config(wf, tmp_path):
 def test_benchmark_dry_run_builds_the_full_dag(wf):
     jobs = dry_run(wf, "--configfile", "config/benchmark.yaml", timeout=600)
     counts = count_rules(jobs)
-    n, samplers = len(SEED_DATASETS), len(yaml.safe_load((REPO / "config/benchmark.yaml").read_text())["samplers"])
+    config = yaml.safe_load((REPO / "config/benchmark.yaml").read_text())
+    n, samplers, reps = len(SEED_DATASETS), len(config["samplers"]), config["replicates"]
     assert counts["data_download"] == n
-    assert counts["train_model"] == n
-    assert counts["sample_model"] == n * samplers
-    assert counts["ood_pair"] == n * (n - 1)
-    assert counts["ood_features"] == n * (n + 1)  # train, test and every other dataset, per model
+    assert counts["train_model"] == n * reps
+    assert counts["sample_model"] == n * samplers * reps
+    assert counts["ood_pair"] == n * (n - 1) * reps
+    assert counts["ood_features"] == n * (n + 1) * reps  # train, test and every other dataset, per model
     assert counts["report_aggregate"] == 1
-    assert {j.wc("model") for j in jobs if j.rule == "train_model"} == set(SEED_DATASETS)
-    trained = {j.wc("model"): j for j in jobs if j.rule == "train_model"}
-    assert set(trained) == set(SEED_DATASETS)
+    trained = {j.wc("model") for j in jobs if j.rule == "train_model"}
+    assert trained == {f"{d}-r{r}" if r else d for d in SEED_DATASETS for r in range(reps)}
 
 
 def pair_jobs(model, out, train_splits):
@@ -270,13 +302,17 @@ def test_full_test_run_writes_every_output(full_run):
     assert auroc["auroc"].between(0, 1).all() and (auroc["auroc_lo"] <= auroc["auroc_hi"]).all()
     assert "## msma" in (wf / "results/auroc.md").read_text()
     solvers = pd.read_csv(wf / "results/solvers.csv")
-    assert set(zip(solvers["model"], solvers["sampler"])) == {(m, s) for m in models for s in samplers}
-    assert (solvers["nfe"] > 0).all() and solvers["fd_classifier"].notna().all()
-    for png in ("auroc.png", "samples.png", "solver_sweep.png"):
+    runs = solvers[solvers["sampler"] != REAL_ROW]
+    assert set(zip(runs["model"], runs["sampler"])) == {(m, s) for m in models for s in samplers}
+    assert set(solvers.loc[solvers["sampler"] == REAL_ROW, "model"]) == set(models)
+    metrics = [f"{m}{b}" for m in ("fd", "kid", "precision", "recall") for b in ("", "_lo", "_hi")]
+    assert (runs["nfe"] > 0).all() and solvers[metrics].notna().all().all()
+    for png in ("auroc.png", "samples.png", "solver_sweep.png", "loss.png"):
         _png(wf / "results" / png)
     sweep = pd.read_csv(wf / "results/solver_sweep.csv")
     assert {"sampler", "nfe", "fd"} <= set(sweep.columns) and set(sweep["sampler"]) == set(samplers)
-    assert len(pd.read_csv(wf / "results/solver_efficiency.csv")) > 0
+    efficiency = pd.read_csv(wf / "results/solver_efficiency.csv")
+    assert set(efficiency["metric"]) == {"fd", "kid", "precision", "recall", "all"}
     # per-model outputs
     for m in models:
         history = pd.read_csv(wf / f"results/{m}/train.csv")

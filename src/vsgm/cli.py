@@ -85,7 +85,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     eps = args.eps if args.eps is not None else model.options["eps"]
     samples, cost = draw(model, spec, args.num_samples, args.batch_size, args.num_steps, eps, snr=args.snr,
                          atol=args.atol, rtol=args.rtol, cfg=args.cfg, seed=args.seed, device=device,
-                         progress=True)
+                         progress=True, denoise=args.denoise)
     cost["dataset"] = model.meta.get("dataset")
     cost["model"] = Path(args.checkpoint).parent.name  # the model's key (results/{model}/model.safetensors)
     paths = write_samples(samples, cost, prefix)
@@ -215,7 +215,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
     from .data.loader import normalise
     from .io import write_json
     from .inputs import classifier_space, prepared_space, read_samples
-    from .quality import check_same_space, inception_fid_entries, load_classifier, sample_fd
+    from .quality import check_same_space, inception_fid_entries, load_classifier, sample_quality
 
     refuse_existing([args.out], args.overwrite)
     samples, info, space = read_samples(args.samples)
@@ -228,17 +228,18 @@ def cmd_quality(args: argparse.Namespace) -> None:
     check_same_space(parts)
     ref = normalise(ref_images)
     result = {"dataset": info.get("dataset"), "model": info.get("model"), "sampler": info["sampler"],
-              "n_samples": len(samples),
-              "n_reference": len(ref), "fd": sample_fd(clf, samples, ref)}
+              "denoise": info.get("denoise", False), "n_samples": len(samples),
+              "n_reference": len(ref)}
     real = None
     if args.train_reference:
         # the distance a perfect sampler would get with this many samples: real training images vs test
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: len(samples)]
         real = normalise(train[idx])
-        result["fd_test_vs_train"] = sample_fd(clf, real, ref)
+    result.update(sample_quality(clf, samples, ref, real, n_boot=args.n_boot, seed=args.seed))
     result.update(inception_fid_entries(args.inception_weights, samples, ref, real))
     write_json(args.out, result)
-    print(f"{result['sampler']}: FD {result['fd']:.3f} -> {args.out}")
+    print(f"{result['sampler']}: FD {result['fd']:.3f}, KID {result['kid']:.4f}, precision "
+          f"{result['precision']:.2f}, recall {result['recall']:.2f} -> {args.out}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -257,7 +258,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
                       ref_space, classifier_space(clf, args.classifier)])
     table = sweep(model, clf, normalise(ref_images), args.samplers, args.steps, args.tolerances,
                   args.num_samples, args.batch_size, seed=args.seed, device=device,
-                  model_name=Path(args.checkpoint).parent.name)
+                  model_name=Path(args.checkpoint).parent.name, denoise=args.denoise, n_boot=args.n_boot)
     write_table(args.out, table)
     print(f"{len(table)} settings -> {args.out}")
 
@@ -363,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_option(p)
     p.set_defaults(func=cmd_classifier)
 
-    p = sub.add_parser("quality", help="Frechet distance of samples to test images in the classifier's features")
+    p = sub.add_parser("quality", help="FD, KID, precision and recall (95%% intervals) of samples against test "
+                                       "images in the classifier's features")
     p.add_argument("--classifier", required=True)
     p.add_argument("--samples", required=True, help=".npz written by vsgm sample")
     p.add_argument("--reference", required=True, help="prepared in-distribution test split")
@@ -372,11 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Inception-v3 weights (torchvision's state dict) for FID: a file, 'none', or 'auto' = "
                         "torchvision's cache ($TORCH_HOME/hub/checkpoints/inception_v3_google-0cc3c7bd.pth) "
                         "when the file is there (nothing is downloaded)")
+    p.add_argument("--n_boot", type=OPTIONS["n_boot"], default=200, help="bootstrap resamples of the intervals")
+    p.add_argument("--seed", type=OPTIONS["seed"], default=0, help="bootstrap seed")
     p.add_argument("--out", required=True, help="output .json")
     _overwrite_option(p)
     p.set_defaults(func=cmd_quality)
 
-    p = sub.add_parser("sweep", help="sample quality (FD) against NFE for samplers over steps and tolerances")
+    p = sub.add_parser("sweep", help="sample quality (FD, KID, precision, recall) against NFE for samplers over steps and tolerances")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--classifier", required=True)
     p.add_argument("--reference", required=True, help="prepared in-distribution test split")
@@ -386,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_samples", type=positive_int, default=256)
     p.add_argument("--batch_size", type=positive_int, default=256)
     p.add_argument("--seed", type=OPTIONS["seed"], default=0)
+    option("denoise").add_to(p)
+    p.add_argument("--n_boot", type=OPTIONS["n_boot"], default=200, help="bootstrap resamples of the intervals")
     p.add_argument("--device")
     p.add_argument("--out", required=True, help="output CSV")
     _overwrite_option(p)

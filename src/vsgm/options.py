@@ -122,6 +122,8 @@ SAMPLE = [
     Opt("rtol", 1e-6, "Relative tolerance"),
     Opt("snr", 0.16, "Signal-to-noise ratio of the Langevin corrector (PC)"),
     Opt("cfg", 1.0, "Label guidance"),
+    Opt("denoise", False, "End with one Tweedie denoising step at t = eps, x + std(eps)^2 s(x, eps) (score_sde's "
+        "noise_removal; one more score evaluation)", flag=True),
 ]
 
 GROUPS: dict[str, list[Opt]] = {"model": MODEL, "sde": SDE, "data": DATA, "train": TRAIN, "sample": SAMPLE}

@@ -18,6 +18,7 @@ from .guards import check_fields
 from .data.loader import normalise
 from .metrics import frechet_distance
 from .progress import progress
+from .quality_metrics import N_BOOT, quality_metrics
 
 
 class SmallClassifier(nn.Module):
@@ -138,9 +139,27 @@ def features(model: SmallClassifier, x: torch.Tensor, batch_size: int = 512) -> 
     return torch.cat([model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def sample_fd(model: SmallClassifier, samples: torch.Tensor, reference: torch.Tensor) -> float:
-    """Frechet distance between samples and reference images (both in [-1, 1]) in classifier features."""
-    return frechet_distance(features(model, samples).double().numpy(), features(model, reference).double().numpy())
+def sample_quality(model: SmallClassifier, samples: torch.Tensor, reference: torch.Tensor,
+                   real: torch.Tensor | None = None, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, float]:
+    """FD, KID, precision and recall (each with its 95% interval) of samples against reference images in
+    classifier features (see :mod:`vsgm.quality_metrics`); with ``real`` (as many real images as samples,
+    not in the reference set), the same numbers for them under ``{metric}_test_vs_train``: the floor a
+    perfect sampler would reach at this count.
+
+    Args:
+        model: the feature classifier.
+        samples, reference, real: images in [-1, 1].
+        n_boot, seed: bootstrap resamples and seed.
+
+    Returns:
+        ``{metric, metric_lo, metric_hi}`` entries (and their ``_test_vs_train`` copies).
+    """
+    ref = features(model, reference).double().numpy()
+    out = quality_metrics(features(model, samples).double().numpy(), ref, n_boot=n_boot, seed=seed)
+    if real is not None:
+        floor = quality_metrics(features(model, real).double().numpy(), ref, n_boot=n_boot, seed=seed)
+        out.update({f"{k}_test_vs_train": v for k, v in floor.items()})
+    return out
 
 
 # torchvision's ImageNet weights of Inception-v3 (IMAGENET1K_V1, ported from Google's), where torch.hub keeps them

@@ -11,21 +11,24 @@ import pandas as pd
 from .io import write_table, write_text
 from .sweep import cost_to_quality
 from .guards import read_json
-from .tables import SAMPLE_FIELDS, auroc_markdown, auroc_matrix, collect_pairs, scorer_order, solvers_table
-from .viz import montage, plot_auroc_heatmap, plot_quality_vs_nfe
+from .quality_metrics import METRICS
+from .tables import (SAMPLE_FIELDS, auroc_markdown, auroc_matrix, collect_pairs, scorer_order, solvers_table,
+                     with_replicate_spread)
+from .viz import montage, plot_auroc_heatmap, plot_loss_curves, plot_quality_vs_nfe
 
-OUTPUTS = ("auroc.csv", "auroc.md", "auroc.png", "solvers.csv", "samples.png")
+OUTPUTS = ("auroc.csv", "auroc.md", "auroc.png", "solvers.csv", "samples.png")  # and loss.png with histories
 SWEEP_OUTPUTS = ("solver_sweep.csv", "solver_efficiency.csv", "solver_sweep.png")
 
 
 def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str | os.PathLike],
               quality_jsons: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-              sweep_csvs: Sequence[str | os.PathLike] = ()) -> list[Path]:
+              sweep_csvs: Sequence[str | os.PathLike] = (),
+              histories: Sequence[str | os.PathLike] = ()) -> list[Path]:
     """Write every aggregate output from explicit inputs (the workflow lists them; nothing is globbed).
 
     Sample grids are found beside their JSON files (``samples/{sampler}.png``). With solver
-    sweeps, also ``solver_sweep.csv`` (every setting), ``solver_efficiency.csv`` (NFE each sampler
-    needs to come within 10% of the converged distance; see sweep.cost_to_quality) and ``solver_sweep.png``.
+    sweeps, also ``solver_sweep.csv`` (every setting), ``solver_efficiency.csv`` (per metric, the NFE each
+    sampler needs before its interval overlaps the converged quality's; see sweep.cost_to_quality) and ``solver_sweep.png``.
 
     Returns:
         The paths written.
@@ -38,23 +41,46 @@ def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str
         write_table(out / "solver_efficiency.csv", cost_to_quality(table))
         plot_quality_vs_nfe(table, out / "solver_sweep.png", title="sample quality against cost")
         written += [out / name for name in SWEEP_OUTPUTS]
-    long = collect_pairs(pair_csvs)
+    long = with_replicate_spread(collect_pairs(pair_csvs), ["out", "comparison", "scorer"], ["auroc"])
     write_table(out / "auroc.csv", long)
     write_text(out / "auroc.md", auroc_markdown(long))
     scorers = scorer_order(long["scorer"])
     plot_auroc_heatmap({s: auroc_matrix(long, s) for s in scorers}, out / "auroc.png",
                        title="AUROC: in-distribution (rows) vs outliers (columns)")
-    write_table(out / "solvers.csv", solvers_table(sample_jsons, quality_jsons))
+    solvers = solvers_table(sample_jsons, quality_jsons)
+    spread = [m for m in METRICS if m in solvers and solvers[m].notna().any()]
+    write_table(out / "solvers.csv", with_replicate_spread(solvers, ["sampler"], spread) if spread else solvers)
     grids = {}
     for js in sample_jsons:
         d = read_json(js, SAMPLE_FIELDS)
         grids[(str(d.get("model") or d.get("dataset")), d["sampler"])] = Path(js).with_suffix(".png")
-    montage(grids, out / "samples.png", row_label="model", col_label="sampler")
+    montage(grids, out / "samples.png", row_label="model", col_label="sampler", captions=quality_captions(solvers))
+    if histories:
+        plot_loss_curves({Path(h).parent.name: pd.read_csv(h) for h in histories}, out / "loss.png",
+                         title="training loss")
+        written.append(out / "loss.png")
     return written
+
+
+def quality_captions(solvers: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """Per (model, sampler), its NFE and quality metrics with their 95% intervals, for the sample montage."""
+    out = {}
+    for _, row in solvers.iterrows():
+        if pd.isna(row.get("fd")):
+            continue
+        lines = [f"NFE {row['nfe']:.0f}" if pd.notna(row.get("nfe")) else "real images"]
+        for name, fmt in (("fd", "{:.2f}"), ("kid", "{:.3f}"), ("precision", "{:.2f}"), ("recall", "{:.2f}")):
+            bounds = [row.get(f"{name}_{b}") for b in ("lo", "hi")]
+            if pd.notna(row.get(name)):
+                interval = f" [{fmt.format(bounds[0])}, {fmt.format(bounds[1])}]" if all(map(pd.notna, bounds)) else ""
+                lines.append(f"{name.upper() if len(name) < 4 else name} {fmt.format(row[name])}{interval}")
+        out[(str(row["model"]), str(row["sampler"]))] = "\n".join(lines)
+    return out
 
 
 def aggregate_results(results: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
     """``vsgm aggregate``: everything found under a results directory."""
     root = Path(results)
     return aggregate(sorted(root.glob("*/ood_*.csv")), sorted(root.glob("*/samples/*.json")),
-                     sorted(root.glob("*/quality/*.json")), out_dir, sorted(root.glob("*/solver_sweep.csv")))
+                     sorted(root.glob("*/quality/*.json")), out_dir, sorted(root.glob("*/solver_sweep.csv")),
+                     sorted(root.glob("*/train.csv")))

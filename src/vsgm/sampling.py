@@ -20,8 +20,9 @@ from .viz import save_image_grid
 def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: int, num_steps: int,
          eps: float, snr: float = 0.16, atol: float = 1e-6, rtol: float = 1e-6, cfg: float = 1.0,
          seed: int = 0, device: str | torch.device = "cpu",
-         progress: bool = False, finite: bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Sample ``num_samples`` images in batches (``progress``: a counter of score evaluations on stderr).
+         progress: bool = False, finite: bool = True, denoise: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Sample ``num_samples`` images in batches (``progress``: a counter of score evaluations on stderr;
+    ``denoise``: a final Tweedie step, see ``vsgm.samplers.tweedie_denoise``).
 
     ``finite``: refuse (ValueError) a batch with NaN or infinite values at once; the solver sweep keeps
     them (a diverged setting is one of its results).
@@ -36,6 +37,8 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
     dims = model.options["dims"]
     outs, nfes, seconds = [], [], 0.0
     per_batch = expected_nfe(spec, num_steps)
+    if per_batch:
+        per_batch += int(denoise)  # the denoising step's score evaluation
     batches = -(-num_samples // batch_size)
     bar = progress_bar(desc=f"{spec.name}, {num_samples} samples", unit="NFE", disable=not progress,
                        total=per_batch * batches if per_batch else None)
@@ -50,7 +53,7 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
                 score = Counted(score, tick=bar.update)
             shape = (n, model.input_channels, *([model.input_size] * dims))
             res = sample(score, model.sde, shape, spec, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
-                         generator=g, device=device)
+                         generator=g, device=device, denoise=denoise)
             bad = int((~torch.isfinite(res.samples)).sum())
             if bad and finite:  # refused before anything is written (a clamp would make them black or white)
                 raise ValueError(f"{spec.name} gave {bad} non-finite value(s) in samples {start}-{start + n - 1} "
@@ -67,7 +70,8 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
             "grid": spec.grid.value if spec.kind == "ode" else None, "nfe": float(np.mean(nfes)),
             "network_evals": float(np.mean(nfes)) * (2 if guided else 1),
             "seconds": seconds, "samples_per_s": num_samples / max(seconds, 1e-9), "num_samples": num_samples,
-            "num_steps": num_steps, "atol": atol, "rtol": rtol, "eps": eps, "cfg": cfg, "seed": seed}
+            "num_steps": num_steps, "atol": atol, "rtol": rtol, "eps": eps, "cfg": cfg, "seed": seed,
+            "denoise": denoise}
     return torch.cat(outs), cost
 
 

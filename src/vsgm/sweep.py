@@ -2,10 +2,11 @@
 
 For each sampler the sweep draws the same number of samples at several settings
 (fixed-step samplers: ``steps``; adaptive ODE solvers: ``tolerances``) and records
-NFE, seconds and the Frechet distance in the feature classifier's space. From it,
-``cost_to_quality`` reads the NFE each sampler needs to come within a margin of the
-quality the samplers converge to: the question "how many evaluations for this
-quality", asked on a trained model rather than on the Gaussian oracle.
+NFE, seconds and the quality metrics of :mod:`vsgm.quality_metrics` (FD, KID, precision,
+recall, each with its 95% bootstrap interval) in the feature classifier's space. From it,
+``cost_to_quality`` reads, per metric, the NFE each sampler needs before its interval
+overlaps the interval of the quality the samplers converge to: the question "how many
+evaluations for this quality", asked on a trained model rather than on the Gaussian oracle.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ import torch
 from .models import TrainedModel
 from .progress import progress
 from .quality import SmallClassifier, features
-from .metrics import frechet_distance
+from .quality_metrics import HIGHER_IS_BETTER, METRICS, N_BOOT, quality_metrics
 from .samplers import parse_sampler
 from .sampling import draw
 
 
 def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Tensor, samplers: Sequence[str],
           steps: Sequence[int], tolerances: Sequence[float], num_samples: int, batch_size: int, seed: int = 0,
-          device: str = "cpu", model_name: str | None = None) -> pd.DataFrame:
+          device: str = "cpu", model_name: str | None = None, denoise: bool = False,
+          n_boot: int = N_BOOT) -> pd.DataFrame:
     """Quality and cost of every (sampler, setting).
 
     Args:
@@ -39,9 +41,12 @@ def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Ten
         num_samples, batch_size, seed: as for ``vsgm sample``.
         device: where to sample.
         model_name: the model's key in the tables (default: its dataset).
+        denoise: end every sampler with the Tweedie denoising step.
+        n_boot: bootstrap resamples of the metrics' intervals.
 
     Returns:
-        One row per (sampler, setting): sampler, solver, grid, num_steps, tol, nfe, seconds, fd.
+        One row per (sampler, setting): sampler, solver, grid, num_steps, tol, denoise, nfe, seconds, and
+        each metric with its ``_lo`` and ``_hi`` bounds (NaN where the samples are not finite).
     """
     ref_feats = features(classifier, reference).double().numpy()
     rows = []
@@ -50,13 +55,15 @@ def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Ten
     for name, n, tol in progress(settings, desc="sweep", unit="settings"):
         spec = parse_sampler(name)
         samples, cost = draw(model, spec, num_samples, batch_size, num_steps=n or 1, eps=model.options["eps"],
-                             atol=tol or 1e-6, rtol=tol or 1e-6, seed=seed, device=device, finite=False)
-        fd = np.nan
+                             atol=tol or 1e-6, rtol=tol or 1e-6, seed=seed, device=device, finite=False,
+                             denoise=denoise)
+        quality = {f"{m}{b}": np.nan for m in METRICS for b in ("", "_lo", "_hi")}
         if torch.isfinite(samples).all():
-            fd = frechet_distance(features(classifier, samples).double().numpy(), ref_feats)
+            quality = quality_metrics(features(classifier, samples).double().numpy(), ref_feats, n_boot=n_boot,
+                                      seed=seed)
         rows.append({"model": model_name or model.meta.get("dataset"), "sampler": name, "solver": cost["solver"],
-                     "grid": cost["grid"], "num_steps": n, "tol": tol, "nfe": cost["nfe"],
-                     "seconds": cost["seconds"], "fd": fd})
+                     "grid": cost["grid"], "num_steps": n, "tol": tol, "denoise": denoise, "nfe": cost["nfe"],
+                     "seconds": cost["seconds"], **quality})
     return pd.DataFrame(rows)
 
 
@@ -65,27 +72,55 @@ def _adaptive(name: str) -> bool:
     return spec.kind == "ode" and spec.solver.adaptive
 
 
-def cost_to_quality(table: pd.DataFrame, margin: float = 0.1) -> pd.DataFrame:
-    """Per sampler, the cheapest setting whose FD is within ``margin`` (relative) of the converged quality:
-    the median over samplers of the FD at each one's costliest setting. (The best single FD is no target:
-    with a few hundred samples the FD of converged samplers scatters by tens of percent, and the luckiest
-    one would set a bar the others only meet by chance.) A sampler whose costliest setting diverged (FD NaN)
-    has no converged quality and stays out of the median. Samplers that never get there have NaN cost.
+def _converged(group: pd.DataFrame, metric: str) -> pd.Series | None:
+    """The converged quality of one model for one metric: among the samplers' costliest settings (a diverged
+    one, NaN, left out), the one with the median value. (Not the best one: at a few hundred samples the
+    converged samplers scatter, and the luckiest would set a bar the others meet only by chance.)"""
+    last = group.sort_values("nfe").groupby("sampler").tail(1).dropna(subset=[metric])
+    if last.empty:
+        return None
+    return last.sort_values(metric).iloc[(len(last) - 1) // 2]
+
+
+def _overlaps(rows: pd.DataFrame, metric: str, target: pd.Series | None) -> pd.Series:
+    """Whether each row's interval of ``metric`` overlaps the target's."""
+    if target is None:
+        return pd.Series(False, index=rows.index)
+    return (rows[f"{metric}_lo"] <= target[f"{metric}_hi"]) & (rows[f"{metric}_hi"] >= target[f"{metric}_lo"])
+
+
+def cost_to_quality(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model, metric and sampler, the cheapest setting whose 95% interval overlaps the interval of the
+    converged quality (see ``_converged``), and under metric ``all`` the cheapest setting where every metric's
+    does. A sampler that never gets there has NaN cost (its ``value`` is then its best one).
 
     Returns:
-        model, sampler, target_fd, nfe, seconds, num_steps, tol, fd.
+        model, metric, sampler, target, target_lo, target_hi, target_sampler, nfe, seconds, num_steps, tol,
+        value, lo, hi.
     """
     out = []
     for model, group in table.groupby("model"):
-        converged = group.sort_values("nfe").groupby("sampler")["fd"].nth(-1)  # NaN stays NaN
-        target = converged.median() * (1 + margin)
+        metrics = [m for m in METRICS if {m, f"{m}_lo", f"{m}_hi"} <= set(group.columns)]
+        targets = {m: _converged(group, m) for m in metrics}
+        reached = pd.DataFrame({m: _overlaps(group, m, targets[m]) for m in metrics}, index=group.index)
+        reached["all"] = reached.all(axis=1)
         for sampler, rows in group.groupby("sampler", sort=False):
-            ok = rows[rows["fd"] <= target].sort_values("nfe")
-            best = ok.iloc[0] if len(ok) else None
-            out.append({"model": model, "sampler": sampler, "target_fd": target,
-                        "nfe": best["nfe"] if best is not None else np.nan,
-                        "seconds": best["seconds"] if best is not None else np.nan,
-                        "num_steps": best["num_steps"] if best is not None else np.nan,
-                        "tol": best["tol"] if best is not None else np.nan,
-                        "fd": best["fd"] if best is not None else rows["fd"].min()})
-    return pd.DataFrame(out).sort_values(["model", "nfe"]).reset_index(drop=True)
+            for metric in [*metrics, "all"]:
+                out.append({"model": model, "metric": metric, "sampler": sampler,
+                            **_reach_row(rows, reached.loc[rows.index, metric], metric, targets.get(metric))})
+    return pd.DataFrame(out).sort_values(["model", "metric", "nfe"]).reset_index(drop=True)
+
+
+def _reach_row(rows: pd.DataFrame, ok: pd.Series, metric: str, target: pd.Series | None) -> dict:
+    """One row of cost_to_quality: the target and the cheapest setting of one sampler that reaches it."""
+    best = rows[ok].sort_values("nfe").iloc[0] if ok.any() else None
+    row = {"target": np.nan, "target_lo": np.nan, "target_hi": np.nan, "target_sampler": None}
+    if target is not None:
+        row.update(target=target[metric], target_lo=target[f"{metric}_lo"], target_hi=target[f"{metric}_hi"],
+                   target_sampler=target["sampler"])
+    for key in ("nfe", "seconds", "num_steps", "tol"):
+        row[key] = best[key] if best is not None else np.nan
+    if metric in rows:
+        pick = best if best is not None else rows.sort_values(metric, ascending=not HIGHER_IS_BETTER[metric]).iloc[0]
+        row.update(value=pick[metric], lo=pick[f"{metric}_lo"], hi=pick[f"{metric}_hi"])
+    return row

@@ -11,6 +11,8 @@ import pandas as pd
 from .guards import read_json
 from .metrics import ood_metrics
 from .ood import SCORERS
+from .quality_metrics import METRICS
+from .replicates import base_of
 
 PAIR_COLUMNS = ["model", "in", "out", "comparison", "scorer", "auroc", "auroc_lo", "auroc_hi", "aupr_in", "aupr_out",
                 "fpr95", "n_in", "n_out", "nfe"]
@@ -109,6 +111,7 @@ def auroc_markdown(long: pd.DataFrame) -> str:
             cells.append("" if pd.isna(san) else f"{san:.3f}")
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += _replicate_lines(long, scorer)
     lines.append("Bold: the best scorer for that pair. `train vs test`: held-out training images against "
                  "test images of the same dataset (near 0.5 when the detector does not overfit).")
     return "\n".join(lines) + "\n"
@@ -119,21 +122,75 @@ SAMPLE_FIELDS = {"sampler": str, "nfe": float, "seconds": float, "samples_per_s"
 QUALITY_FIELDS = {"sampler": str, "fd": float, "dataset": (str, type(None))}
 
 
+REAL_ROW = "real (train vs test)"
+
+
+def _quality_columns(q: dict, suffix: str = "") -> dict:
+    """The metrics (with their intervals) of a quality JSON, ``suffix`` picking the real-vs-real copies."""
+    return {f"{m}{b}": q.get(f"{m}{b}{suffix}") for m in METRICS for b in ("", "_lo", "_hi")}
+
+
+def _replicate_lines(long: pd.DataFrame, scorer: str) -> list[str]:
+    """Markdown lines: the mean +- sd of one scorer's AUROC over replicates (none with one replicate)."""
+    if "replicates" not in long or long["replicates"].max() < 2:
+        return []
+    sub = long[(long["scorer"] == scorer) & (long["comparison"] == OOD)].assign(model=lambda d: d["model"].map(base_of))
+    sub = sub.drop_duplicates(["model", "out"])
+    cell = sub["auroc_rep_mean"].map("{:.3f}".format) + " ± " + sub["auroc_rep_sd"].map("{:.3f}".format)
+    mat = sub.assign(cell=cell).pivot(index="model", columns="out", values="cell").sort_index().sort_index(axis=1)
+    n = int(long["replicates"].max())
+    lines = [f"Mean ± sd over {n} replicates:", "", "| in \\ out | " + " | ".join(mat.columns) + " |",
+             "|" + "---|" * (len(mat.columns) + 1)]
+    lines += [f"| {model} | " + " | ".join(row.fillna("")) + " |" for model, row in mat.iterrows()]
+    return lines + [""]
+
+
 def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[str | Path] = ()) -> pd.DataFrame:
-    """One row per (model, sampler): NFE, seconds, samples/s and the sample-quality numbers."""
+    """One row per (model, sampler): NFE, seconds, samples/s and the sample-quality metrics with their 95%
+    intervals (FD, KID, precision, recall in the feature classifier's space; FID where Inception weights
+    were on disk), plus one ``real (train vs test)`` row per model: the same metrics for as many real
+    training images as samples, the floor a perfect sampler would reach."""
     quality = {}
     for q in quality_jsons:
         d = read_json(q, QUALITY_FIELDS)
         quality[(d.get("model") or d["dataset"], d["sampler"])] = d
-    rows = []
+    rows, reals = [], {}
     for p in sample_jsons:
         d = read_json(p, SAMPLE_FIELDS)
         model = d.get("model") or d.get("dataset")
         q = quality.get((model, d["sampler"]), {})
         rows.append({"model": model, "sampler": d["sampler"], "solver": d.get("solver"),
-                     "grid": d.get("grid"), "nfe": d["nfe"], "seconds": d["seconds"],
-                     "samples_per_s": d["samples_per_s"], "num_samples": d["num_samples"],
-                     "fd_classifier": q.get("fd"), "fd_reference": q.get("fd_test_vs_train"),
-                     "fid_inception": q.get("fid_inception"),
-                     "fid_inception_reference": q.get("fid_inception_test_vs_train")})
-    return pd.DataFrame(rows).sort_values(["model", "nfe", "sampler"]).reset_index(drop=True)
+                     "grid": d.get("grid"), "denoise": d.get("denoise", False), "nfe": d["nfe"],
+                     "seconds": d["seconds"], "samples_per_s": d["samples_per_s"], "num_samples": d["num_samples"],
+                     **_quality_columns(q), "fid_inception": q.get("fid_inception")})
+        if q.get("fd_test_vs_train") is not None and model not in reals:
+            reals[model] = {"model": model, "sampler": REAL_ROW, "num_samples": d["num_samples"],
+                            **_quality_columns(q, "_test_vs_train"),
+                            "fid_inception": q.get("fid_inception_test_vs_train")}
+    table = pd.DataFrame(rows).sort_values(["model", "nfe", "sampler"])
+    if reals:
+        table = pd.concat([table, pd.DataFrame(list(reals.values()))])
+    return table.sort_values(["model"], kind="stable").reset_index(drop=True)
+
+
+def with_replicate_spread(table: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
+    """Add ``{value}_rep_mean``, ``{value}_rep_sd`` and ``replicates`` to every row: the mean and standard
+    deviation of the value over the replicates of the row's model (rows that agree on ``by``, with
+    replicate names mapped to their model's; sd NaN for a single replicate).
+
+    Args:
+        table: rows with a ``model`` column (replicate names such as ``digits-r1``).
+        by: the other columns that identify a row within a model (``out``-like names are mapped too).
+        values: the columns to summarise.
+
+    Returns:
+        A copy of the table with the added columns.
+    """
+    keys = [table[c] if pd.api.types.is_numeric_dtype(table[c]) else table[c].map(base_of) for c in ["model", *by]]
+    groups = table.groupby(keys, dropna=False, sort=False)
+    out = table.copy()
+    for v in values:
+        out[f"{v}_rep_mean"] = groups[v].transform("mean")
+        out[f"{v}_rep_sd"] = groups[v].transform("std")
+    out["replicates"] = groups["model"].transform("count")
+    return out

@@ -4,6 +4,7 @@ with them before any job runs (:mod:`vsgm.unet` builds the network from them).""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 
@@ -27,6 +28,19 @@ class UNetConfig:
     resblock_updown: bool = False
     use_new_attention_order: bool = False
     use_checkpoint: bool = False
+
+    def widths_without_time(self) -> list[int]:
+        """The ResBlock widths (model_channels x channel_mult) where the time embedding is normalised away:
+        without scale-shift norm it is added right before a GroupNorm of gcd(32, width) groups (as
+        :func:`vsgm.unet.normalization` builds it), and a group of one channel removes any constant.
+
+        Returns:
+            Sorted widths (empty when the network sees the noise level at every width).
+        """
+        if self.use_scale_shift_norm:
+            return []
+        widths = {self.model_channels * m for m in self.channel_mult}
+        return sorted(w for w in widths if math.gcd(32, w) == w)
 
     def validate(self) -> None:
         """Refuse impossible combinations with a message naming the option."""

@@ -295,12 +295,14 @@ def montage(
     row_label: str = "dataset",
     col_label: str = "sampler",
     title: str | None = None,
+    captions: Mapping[tuple[str, str], str] | None = None,
 ) -> None:
     """One figure with a table of sample-grid images (e.g. results/samples.png).
 
     Rows are the first key element (e.g. dataset), columns the second (e.g.
     sampler), both in order of first appearance in ``grids``. Each cell is
-    titled "row / col"; cells without an entry are left blank.
+    titled "row / col" (and its caption below, e.g. its quality metrics); cells
+    without an entry are left blank.
 
     Args:
         grids: ``{(row, col): PNG path or uint8 image array (HxW or HxWxC)}``.
@@ -308,12 +310,15 @@ def montage(
         row_label: what rows are (shown in the figure title).
         col_label: what columns are (shown in the figure title).
         title: optional figure title; default "rows: <row_label>, columns: <col_label>".
+        captions: optional text per cell, shown under its title.
     """
     if not grids:
         raise ValueError("grids is empty: need at least one sample grid")
     rows = _unique([r for r, _ in grids])
     cols = _unique([c for _, c in grids])
-    fig = Figure(figsize=(2.6 * len(cols), 2.8 * len(rows) + 0.4), layout="constrained")
+    captions = captions or {}
+    lines = max((c.count("\n") + 1 for c in captions.values()), default=0)
+    fig = Figure(figsize=(2.6 * len(cols), (2.8 + 0.16 * lines) * len(rows) + 0.4), layout="constrained")
     axes = fig.subplots(len(rows), len(cols), squeeze=False)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
@@ -327,34 +332,65 @@ def montage(
                 ax.imshow(img, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
             else:
                 ax.imshow(img, interpolation="nearest")
-            ax.set_title(f"{r} / {c}", fontsize="small")
+            caption = f"\n{captions[(r, c)]}" if (r, c) in captions else ""
+            ax.set_title(f"{r} / {c}{caption}", fontsize="x-small" if caption else "small")
     fig.suptitle(title if title is not None else f"rows: {row_label}, columns: {col_label}")
     _save_figure(fig, path)
 
 
+QUALITY_LABELS = {"fd": "Frechet distance", "kid": "KID", "precision": "precision", "recall": "recall"}
+
+
 def plot_quality_vs_nfe(table: pd.DataFrame, path: PathLike, title: str) -> None:
-    """Sample quality (Frechet distance, lower is better) against NFE, one line per sampler, one panel per model.
+    """Sample quality against NFE: one row of panels per model, one panel per metric (FD, KID, precision,
+    recall, those the table has), one line per sampler with its 95% interval as a band.
 
     Args:
-        table: rows with model, sampler, nfe, fd (the solver sweep).
+        table: rows with model, sampler, nfe and each metric with ``_lo``/``_hi`` (the solver sweep).
         path: destination .png (written atomically).
         title: figure title.
     """
     models = list(dict.fromkeys(table["model"]))
     if not models:
         raise ValueError("the sweep table is empty")
-    fig = Figure(figsize=(5.5 * len(models), 4.5))
+    metrics = [m for m in QUALITY_LABELS if m in table]
+    fig = Figure(figsize=(4.2 * len(metrics), 3.6 * len(models)), layout="constrained")
     for i, model in enumerate(models):
-        ax = fig.add_subplot(1, len(models), i + 1)
         sub = table[table["model"] == model]
-        for sampler, rows in sub.groupby("sampler", sort=False):
-            rows = rows.sort_values("nfe")
-            ax.plot(rows["nfe"], rows["fd"], marker="o", markersize=3, label=sampler)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("score evaluations (NFE)")
-        ax.set_ylabel("Frechet distance (classifier features)")
-        ax.set_title(str(model))
-        ax.legend(fontsize="x-small")
+        for j, metric in enumerate(metrics):
+            ax = fig.add_subplot(len(models), len(metrics), i * len(metrics) + j + 1)
+            for sampler, rows in sub.groupby("sampler", sort=False):
+                rows = rows.sort_values("nfe")
+                line, = ax.plot(rows["nfe"], rows[metric], marker="o", markersize=3, label=sampler)
+                if f"{metric}_lo" in rows:
+                    ax.fill_between(rows["nfe"], rows[f"{metric}_lo"], rows[f"{metric}_hi"], alpha=0.15,
+                                    color=line.get_color(), linewidth=0)
+            ax.set_xscale("log")
+            ax.set_xlabel("score evaluations (NFE)")
+            ax.set_ylabel(f"{QUALITY_LABELS[metric]} (classifier features)")
+            ax.set_title(f"{model}: {QUALITY_LABELS[metric]}", fontsize="small")
+            if j == 0:
+                ax.legend(fontsize="x-small")
+    fig.suptitle(title)
+    _save_figure(fig, path)
+
+
+def plot_loss_curves(histories: Mapping[str, pd.DataFrame], path: PathLike, title: str) -> None:
+    """The training loss per epoch of every model (the ``train.csv`` histories), one line each.
+
+    Args:
+        histories: ``{model: table with epoch and loss}``.
+        path: destination .png (written atomically).
+        title: figure title.
+    """
+    if not histories:
+        raise ValueError("no training histories to plot")
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    for model, table in histories.items():
+        ax.plot(table["epoch"], table["loss"], marker="o", markersize=2, label=str(model))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("denoising score-matching loss (epoch mean)")
+    ax.legend(fontsize="x-small")
     fig.suptitle(title)
     _save_figure(fig, path)

@@ -30,6 +30,7 @@ from vsgm.data.registry import (
     native_size,
 )
 from vsgm.checks import combination_problems, range_problems
+from vsgm.replicates import base_of, instances, replicate_of
 from vsgm.unet_config import UNetConfig
 
 SCHEMA = "../schemas/config.schema.yaml"
@@ -262,6 +263,22 @@ def _ood_list_problems(config):
     return problems
 
 
+def check_time_blind(config):
+    """Refuse a UNet whose GroupNorm removes the time embedding at some width (a model partly or
+    wholly blind to the noise level) unless unet_allow_time_blind is set; one line naming the
+    widths and the remedies."""
+    unet = config["unet"]
+    blind = UNetConfig(**unet).widths_without_time()
+    if blind and not config["unet_allow_time_blind"]:
+        raise WorkflowError(
+            f"invalid config: unet: at width(s) {blind} (model_channels {unet['model_channels']} x "
+            f"channel_mult {unet['channel_mult']}) GroupNorm has one channel per group and removes "
+            "the time embedding, so the models are blind to the noise level there; set "
+            "unet.use_scale_shift_norm: true, or widths that do not divide 32 (e.g. model_channels "
+            "48 or 64), or unet_allow_time_blind: true to keep the seed's exact network"
+        )
+
+
 def cli_flags(values):
     """``{name: value}`` -> ``--name value`` flags of the vsgm CLI (booleans as --name/--no-name,
     lists space-separated, None left out), sorted by name: Snakemake compares params as strings, so the
@@ -284,8 +301,8 @@ def cli_flags(values):
 
 
 def registry_name(key):
-    """The registry dataset behind a dataset key."""
-    return config["datasets"][key]["dataset"]
+    """The registry dataset behind a dataset key (or a model's replicate)."""
+    return config["datasets"][base_of(key)]["dataset"]
 
 
 def classes_of(key):
@@ -298,6 +315,11 @@ def model_keys():
     return list(config["models"])
 
 
+def model_instances():
+    """Every replicate of every model (replicate 0 under the model's key, r > 0 as KEY-rR)."""
+    return instances(model_keys(), config["replicates"])
+
+
 def _shares_images(a, b):
     """Whether dataset keys a and b can hold the same images (same registry set, overlapping classes)."""
     if registry_name(a) != registry_name(b):
@@ -307,7 +329,8 @@ def _shares_images(a, b):
 
 
 def ood_sets(model):
-    """The out-of-distribution sets of a model (dataset keys)."""
+    """The out-of-distribution sets of a model or one of its replicates (dataset keys)."""
+    model = base_of(model)
     sets = config["models"][model]["ood"]
     if sets is None:
         sets = config["ood"]["sets"]
@@ -333,7 +356,7 @@ def constraints():
     """Wildcard constraints: only configured keys, so a path outside the config does not match."""
     keys = set(config["datasets"])
     return {
-        "model": _alternation(config["models"]),
+        "model": _alternation(model_instances()),
         "key": _alternation(keys),
         "set": _alternation(keys | set(OWN_SETS)),
         "out": _alternation(keys),
@@ -363,8 +386,8 @@ def download_flag(key, size):
 
 
 def prepared(model, key, split):
-    """A split of a dataset prepared in a model's space."""
-    return f"{PREPARED}/{model}/{key}_{split}.safetensors"
+    """A split of a dataset prepared in a model's space (shared by the model's replicates)."""
+    return f"{PREPARED}/{base_of(model)}/{base_of(key)}_{split}.safetensors"
 
 
 def set_split(model, set_):
@@ -372,7 +395,7 @@ def set_split(model, set_):
     if set_ == "train" and config["features"]["max_train_images"] is not None:
         return model, TRAIN_SUBSET
     if set_ in OWN_SETS:
-        return model, set_
+        return base_of(model), set_
     return set_, "test"
 
 
@@ -383,6 +406,12 @@ def set_data(model, set_):
 
 def model_file(model):
     return f"results/{model}/model.safetensors"
+
+
+def classifier_file(model):
+    """The feature classifier of a model: one per configured model, shared by its replicates (their
+    quality numbers are then in one feature space)."""
+    return f"results/{base_of(model)}/classifier.safetensors"
 
 
 def samples_prefix(model, sampler):
@@ -457,7 +486,11 @@ def get_train_input(wildcards):
 def get_train_params(wildcards):
     """vsgm train flags: the UNet, SDE and training options under the seed's names."""
     train = dict(config["train"])
-    flags = {"dataset": registry_name(wildcards.model), "seed": config["seed"]}
+    # replicate r trains with seed + r (replicate 0: the configured seed)
+    flags = {
+        "dataset": registry_name(wildcards.model),
+        "seed": config["seed"] + replicate_of(wildcards.model),
+    }
     flags.update(config["unet"])
     flags.update(config["sde"])
     flags.update({k: v for k, v in train.items() if k != "max_images"})
@@ -501,6 +534,7 @@ def get_sample_params(wildcards):
             "snr",
             "cfg",
             "batch_size",
+            "denoise",
         )
     }
     flags["seed"] = config["seed"]
@@ -537,7 +571,7 @@ def _split_images(key, split, capped=True):
 
 def _pixels(model):
     """Bytes of one uint8 image in a model's space."""
-    space = config["models"][model]
+    space = config["models"][base_of(model)]
     return space["channels"] * space["size"] ** 2
 
 
@@ -606,7 +640,7 @@ def get_classifier_input(wildcards):
 def get_quality_input(wildcards):
     prefix = samples_prefix(wildcards.model, wildcards.sampler)
     return {
-        "classifier": f"results/{wildcards.model}/classifier.safetensors",
+        "classifier": classifier_file(wildcards.model),
         "samples": f"{prefix}.npz",
         "cost": f"{prefix}.json",
         "reference": prepared(wildcards.model, wildcards.model, "test"),
@@ -657,29 +691,33 @@ def get_pair_input(wildcards):
 
 
 def ood_tables():
-    return [f"results/{m}/ood_{o}.csv" for m in model_keys() for o in ood_sets(m)]
+    return [f"results/{m}/ood_{o}.csv" for m in model_instances() for o in ood_sets(m)]
 
 
 def sample_files(ext):
-    return [f"{samples_prefix(m, s)}.{ext}" for m in model_keys() for s in samplers()]
+    return [
+        f"{samples_prefix(m, s)}.{ext}" for m in model_instances() for s in samplers()
+    ]
 
 
 def quality_files():
     if not config["sample"]["quality"]:
         return []
-    return [f"results/{m}/quality/{s}.json" for m in model_keys() for s in samplers()]
+    return [
+        f"results/{m}/quality/{s}.json" for m in model_instances() for s in samplers()
+    ]
 
 
 def sweep_files():
     if not config["sweep"]["enabled"]:
         return []
-    return [f"results/{m}/solver_sweep.csv" for m in model_keys()]
+    return [f"results/{m}/solver_sweep.csv" for m in model_instances()]
 
 
 def get_sweep_input(wildcards):
     return {
         "checkpoint": model_file(wildcards.model),
-        "classifier": f"results/{wildcards.model}/classifier.safetensors",
+        "classifier": classifier_file(wildcards.model),
         "reference": prepared(wildcards.model, wildcards.model, "test"),
     }
 
@@ -689,6 +727,7 @@ def get_sweep_params(wildcards):
     flags = {k: s[k] for k in ("steps", "tolerances", "num_samples", "batch_size")}
     flags["samplers"] = s["samplers"] if s["samplers"] is not None else samplers()
     flags["seed"] = config["seed"]
+    flags["denoise"] = config["sample"]["denoise"]
     return cli_flags(flags)
 
 
@@ -699,6 +738,7 @@ def get_aggregate_input(wildcards):
         "grids": sample_files("png"),
         "quality": quality_files(),
         "sweeps": sweep_files(),
+        "histories": [f"results/{m}/train.csv" for m in model_instances()],
     }
 
 
@@ -708,6 +748,7 @@ AGGREGATES = {
     "auroc_png": "results/auroc.png",
     "solvers": "results/solvers.csv",
     "samples": "results/samples.png",
+    "loss": "results/loss.png",
 }
 SWEEP_AGGREGATES = {
     "sweep": "results/solver_sweep.csv",
@@ -734,6 +775,7 @@ def aggregate_outputs():
         "samples": ("samples_montage.rst", "sample grids"),
         "efficiency": ("solver_efficiency.rst", "solver efficiency"),
         "sweep_png": ("solver_sweep.rst", "quality against NFE"),
+        "loss": ("loss.rst", "training loss"),
     }
     outputs = {}
     for name, path in aggregate_files().items():
@@ -756,6 +798,7 @@ def all_targets():
 
 use_command_line_config(config)
 check_config(config)
+check_time_blind(config)
 
 
 wildcard_constraints:

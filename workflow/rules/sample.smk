@@ -1,6 +1,7 @@
 # Sampling: one job per (model, sampler); each writes a grid, the samples and their cost (NFE,
-# seconds). With sample.quality, a small classifier per model gives each sampler a Frechet
-# distance to the test split (and the real-vs-real floor: training vs test images).
+# seconds). With sample.quality, a small classifier per model gives each sampler FD, KID, precision
+# and recall against the test split, with 95% bootstrap intervals (and the real-vs-real floor:
+# as many training images as samples vs the test split).
 
 
 rule sample_model:
@@ -75,10 +76,12 @@ rule sample_quality:
     resources:
         mem_mb=mem_mb_for(quality_bytes, floor=4000),
         runtime=60,
+    params:
+        seed=config["seed"],
     shell:
         "vsgm quality --classifier {input.classifier} --samples {input.samples}"
         " --reference {input.reference} --train_reference {input.train_reference}"
-        " --out {output.quality} > {log} 2>&1"
+        " --seed {params.seed} --out {output.quality} > {log} 2>&1"
 
 
 rule sample_sweep:

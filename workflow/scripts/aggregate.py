@@ -20,6 +20,7 @@ written = aggregate(
     quality_jsons=list(snakemake.input.quality),  # noqa: F821
     out_dir=out_dir,
     sweep_csvs=list(snakemake.input.sweeps),  # noqa: F821
+    histories=list(snakemake.input.histories),  # noqa: F821
 )
 expected = {Path(p) for p in snakemake.output}  # noqa: F821
 missing = expected - set(written)
