@@ -80,7 +80,10 @@ def test_imported_model_is_not_retrained(tmp_path):
     torch.save({seed_key(k): v for k, v in net.state_dict().items()}, ckpt)
     args = []
     for k, v in unet.items():
-        args += [f"--{k}", *map(str, v if isinstance(v, list) else [v])]
+        if isinstance(v, bool):
+            args.append(f"--{k}" if v else f"--no-{k}")
+        else:
+            args += [f"--{k}", *map(str, v if isinstance(v, list) else [v])]
     assert main(["import-seed", "--checkpoint", str(ckpt), "--dataset", "digits", "--size", "8",
                  "--out_dir", str(wf / "results" / "digits"), *args]) == 0
     assert json.loads((wf / "results" / "digits" / "model.json").read_text())["parametrisation"] == "seed"

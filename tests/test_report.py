@@ -63,7 +63,8 @@ def test_replicates_get_their_mean_and_sd_next_to_each_run(tmp_path):
         samples.append(write_sample(tmp_path, m, "em", 10))
         q = tmp_path / m / "quality" / "em.json"
         q.parent.mkdir(parents=True)
-        q.write_text(json.dumps({"model": m, "sampler": "em", "fd": fd, "fd_lo": fd - 0.5, "fd_hi": fd + 0.5,
+        q.write_text(json.dumps({"model": m, "dataset": "digits", "sampler": "em", "fd": fd, "fd_lo": fd - 0.5,
+                                 "fd_hi": fd + 0.5,
                                  "fd_test_vs_train": 0.5}))
         quality.append(q)
     aggregate(pairs, samples, quality, tmp_path / "agg")
