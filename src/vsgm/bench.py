@@ -23,26 +23,8 @@ from .losses import dsm_loss_at
 from .models import TrainedModel, unet_config
 from .options import add_groups, defaults, option
 from .sde import VESDE
+from .timing import best_time
 from .unet import UNetModel
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def best_time(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Best wall time of ``repeats`` calls after ``warmup`` calls (the least disturbed run on a shared machine)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def matmul_peak(device: torch.device, n: int = 2048, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
@@ -151,7 +133,7 @@ def bench_scorers(options, channels, size, batch, device, repeats, table_rows: i
 @torch.no_grad()
 def bench_samplers(options, channels, size, batch, device, names) -> dict[str, float]:
     """Seconds per score evaluation of each sampler (a few steps, untrained network)."""
-    from .samplers import sample
+    from .samplers import sample, warm_up
     from .score import make_score_fn
 
     net = _model(options, channels, size, device).eval()
@@ -160,8 +142,9 @@ def bench_samplers(options, channels, size, batch, device, names) -> dict[str, f
     out = {}
     for name in names:
         g = torch.Generator(device=device).manual_seed(0)
-        res = sample(score, sde, (batch, channels, size, size), name, num_steps=4, atol=1e-3, rtol=1e-3,
-                     generator=g, device=device)
+        shape = (batch, channels, size, size)
+        res = sample(score, sde, shape, name, num_steps=4, atol=1e-3, rtol=1e-3, generator=g, device=device,
+                     warmup=warm_up(score, shape, device))
         out[f"sampler_{name}_s_per_nfe"] = res.seconds / max(res.nfe, 1)
     return out
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import time
 import warnings
 from typing import Any, Callable
 
@@ -21,6 +20,7 @@ from torchdiffeq import odeint
 
 from .score import ScoreFn
 from .sde import VESDE
+from .timing import timed
 
 
 class Solver(str, enum.Enum):
@@ -236,7 +236,8 @@ def stability_warning(spec: SamplerSpec, num_steps: int) -> str | None:
 
 def sample(score: ScoreFn, sde: VESDE, shape: tuple[int, ...], spec: SamplerSpec | str, num_steps: int = 100,
            eps: float = 1e-3, snr: float = 0.16, atol: float = 1e-6, rtol: float = 1e-6,
-           generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> SampleResult:
+           generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+           warmup: Callable[[], Any] | None = None) -> SampleResult:
     """Draw samples from the prior and run the chosen sampler.
 
     Args:
@@ -250,9 +251,10 @@ def sample(score: ScoreFn, sde: VESDE, shape: tuple[int, ...], spec: SamplerSpec
         atol, rtol: tolerances of the adaptive ODE solvers.
         generator: torch.Generator for the prior and the SDE noise.
         device: device of the samples.
+        warmup: called before the clock starts (see ``warm_up``).
 
     Returns:
-        SampleResult with samples, NFE and seconds.
+        SampleResult with samples, NFE and seconds (the device's work included: see vsgm.timing).
     """
     if isinstance(spec, str):
         spec = parse_sampler(spec)
@@ -265,7 +267,16 @@ def sample(score: ScoreFn, sde: VESDE, shape: tuple[int, ...], spec: SamplerSpec
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     x = sde.prior_sample(shape, generator=generator, device=device)
     extra = {"solver": spec.solver, "grid": spec.grid} if spec.kind == "ode" else {}
-    start = time.perf_counter()
-    out, nfe = SAMPLERS[spec.kind](score, sde, x, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
-                                   generator=generator, **extra)
-    return SampleResult(out, nfe, time.perf_counter() - start)
+    (out, nfe), seconds = timed(lambda: SAMPLERS[spec.kind](score, sde, x, num_steps=num_steps, eps=eps, snr=snr,
+                                                         atol=atol, rtol=rtol, generator=generator, **extra),
+                                device, warmup)
+    return SampleResult(out, nfe, seconds)
+
+
+def warm_up(score: ScoreFn, shape: tuple[int, ...], device: torch.device | str) -> Callable[[], Any]:
+    """One untimed score evaluation at the prior's time on a batch of ``shape`` (CUDA start-up, cuDNN's
+    algorithm search), for ``sample(warmup=...)``. Draws no random numbers."""
+    @torch.no_grad()
+    def call():
+        score(torch.zeros(shape, device=device), torch.ones(shape[0], device=device))
+    return call

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .io import atomic_path, write_json
 from .models import TrainedModel
-from .samplers import Counted, SamplerSpec, sample
+from .samplers import Counted, SamplerSpec, sample, warm_up
 from .score import make_score_fn
 from .viz import save_image_grid
 
@@ -39,11 +39,12 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
         if model.options["conditional"]:
             y = (torch.arange(start, start + n, device=device) % model.options["n_classes"])
         score = make_score_fn(model.net, model.sde, y=y, cfg=cfg, null_label=model.null_label)
+        shape = (n, model.input_channels, *([model.input_size] * dims))
+        warmup = warm_up(score, shape, device) if start == 0 else None  # the first batch pays no start-up
         if progress:
             score = Counted(score, tick=bar.update)
-        shape = (n, model.input_channels, *([model.input_size] * dims))
         res = sample(score, model.sde, shape, spec, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
-                     generator=g, device=device)
+                     generator=g, device=device, warmup=warmup)
         outs.append(model.to_images(res.samples).cpu())
         nfes.append(res.nfe)
         seconds += res.seconds
