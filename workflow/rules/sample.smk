@@ -30,9 +30,10 @@ rule sample_model:
     params:
         flags=get_sample_params,
         device=get_device,
+        slots=get_gpu_slots,
         prefix="results/{model}/samples/{sampler}",
     shell:
-        "vsgm sample --checkpoint {input.checkpoint} --sampler {wildcards.sampler}"
+        "{params.slots} vsgm sample --checkpoint {input.checkpoint} --sampler {wildcards.sampler}"
         " {params.flags} --device {params.device} --out {params.prefix} > {log} 2>&1"
 
 
@@ -106,7 +107,8 @@ rule sample_sweep:
     params:
         flags=get_sweep_params,
         device=get_device,
+        slots=get_gpu_slots,
     shell:
-        "vsgm sweep --checkpoint {input.checkpoint} --classifier {input.classifier}"
+        "{params.slots} vsgm sweep --checkpoint {input.checkpoint} --classifier {input.classifier}"
         " --reference {input.reference} {params.flags} --device {params.device}"
         " --out {output.sweep} > {log} 2>&1"
