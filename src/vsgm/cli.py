@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 from . import __version__
 from .io import sidecar, write_table
-from .options import DATA_ROOT, add_groups, defaults, open_unit, option, positive_float, positive_int
+from .options import (DATA_ROOT, add_groups, defaults, non_negative_int, open_unit, option, positive_float,
+                      positive_int)
 
 log = logging.getLogger("vsgm")
 
@@ -185,11 +186,14 @@ def cmd_ood(args: argparse.Namespace) -> None:
 
 def cmd_classifier(args: argparse.Namespace) -> None:
     from .data import load_prepared
-    from .quality import save_classifier, train_classifier
+    from .quality import CLASSIFIER_MAX_IMAGES, classifier_subset, save_classifier, train_classifier
 
     data = load_prepared(args.data)
-    model, acc = train_classifier(data.images, data.labels, epochs=args.epochs, seed=args.seed)
-    save_classifier(model, args.out, {"train_accuracy": acc, "data": str(args.data),
+    cap = CLASSIFIER_MAX_IMAGES if args.max_images is None else args.max_images
+    keep = classifier_subset(len(data.images), cap, args.seed)
+    model, acc = train_classifier(data.images[keep], data.labels[keep], epochs=args.epochs, seed=args.seed,
+                                  device=_device(args.device))
+    save_classifier(model, args.out, {"train_accuracy": acc, "data": str(args.data), "images": len(keep),
                                       "dataset": data.meta.get("dataset")})
     print(f"feature classifier: training accuracy {acc:.3f} -> {args.out}")
 
@@ -333,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--epochs", type=positive_int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max_images", type=non_negative_int, help="train on a seeded subset of at most this many images "
+                   "(0: all; default: vsgm.quality.CLASSIFIER_MAX_IMAGES, 50000)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.set_defaults(func=cmd_classifier)
 
     p = sub.add_parser("quality", help="Frechet distance of samples to test images in the classifier's features")

@@ -56,9 +56,11 @@ rule sample_classifier:
         runtime=120,
     params:
         seed=config["seed"],
+        device=get_device,
+        slots=get_gpu_slots,
     shell:
-        "vsgm classifier --data {input.data} --out {output.classifier} --seed {params.seed}"
-        " > {log} 2>&1"
+        "{params.slots} vsgm classifier --data {input.data} --out {output.classifier} --seed {params.seed}"
+        " --device {params.device} > {log} 2>&1"
 
 
 rule sample_quality:
