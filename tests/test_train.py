@@ -261,13 +261,13 @@ def test_micro_batch_is_automatic_on_cpu_and_whole_on_gpu(tiny_options):
     assert micro_batch_size(dict(seed_unet, micro_batch=16), 32, gpu) == 16
 
 
-def launch_worker(processes: int, out: Path, *args) -> None:
-    """tests/ddp_worker.py under accelerate launch: ``processes`` gloo ranks on the CPU (a free port each run)."""
+def launch_worker(processes: int, out: Path, *args, worker: str = "ddp_worker.py") -> None:
+    """A test worker under accelerate launch: ``processes`` gloo ranks on the CPU (a free port each run)."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     multi = ["--multi_gpu", "--main_process_port", "0"] if processes > 1 else []
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *multi, "--num_processes", str(processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(ROOT / "tests" / "ddp_worker.py"), *map(str, args)]
+           str(ROOT / "tests" / worker), *map(str, args)]
     out.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -304,3 +304,17 @@ def test_two_ranks_at_half_the_batch_train_as_one_process(digits_train, tmp_path
     a, b = (torch.cat([w[k].flatten() for k in sorted(w1)]) for w in (w2, w1))
     assert (a - b).norm() < 3e-3 * b.norm()
     assert (a - b).abs().median() < 1e-6
+
+
+@pytest.mark.slow
+def test_no_sync_reaches_ddp_through_torch_compile(tmp_path):
+    """With --compile the trainer holds torch.compile(DDP(net)): accelerate's no_sync must still skip the
+    gradient all-reduce (micro-batches but the last) and the next backward must average across ranks."""
+    launch_worker(2, tmp_path, tmp_path, worker="ddp_compile_worker.py")
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["compiled"] == "OptimizedModule"
+    assert r0["local"] != r1["local"]  # each rank kept its own gradient under no_sync
+    for a, b in zip(r0["synced"], r1["synced"], strict=True):
+        assert a == pytest.approx(b, rel=1e-6)  # then the all-reduce averaged both backward passes
+    for a, b, la, lb in zip(r0["synced"], r1["synced"], r0["local"], r1["local"], strict=True):
+        assert a == pytest.approx([(x + y) for x, y in zip(la, lb)], rel=1e-5)  # mean of 2 ranks x 2 passes
