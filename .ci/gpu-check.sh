@@ -57,7 +57,8 @@ step() {
   date -u +%Y-%m-%d
   t0=$EPOCHREALTIME
   $py -c "import torch, vsgm.cli, vsgm.train; torch.zeros(1, device='cuda').sum().item()"
-  awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "job start-up (python, torch, vsgm, CUDA context): %.1f s\n", b - a }'
+  awk -v a="$t0" -v b="$EPOCHREALTIME" \
+    'BEGIN { printf "job start-up (python, torch, vsgm, CUDA context): %.1f s\n", b - a }'
 } > "$out/machine.txt" 2>&1
 cat "$out/machine.txt"
 

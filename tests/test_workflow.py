@@ -137,8 +137,9 @@ GROUP_SAMPLING = ["--groups", "sample_model=sample_{model}", "--group-components
 def test_benchmark_through_the_slurm_profile_shows_launch_flags_and_grouped_sampling(wf):
     """Multi-GPU training takes a free port at job start; GPU jobs go through vsgm.gpu_slots (a no-op under
     SLURM); with the opt-in grouping, the samplers of one model are one group job per model."""
+    # --set-resources replaces the profile's list, so sample_model's GPU is given again
     proc = snakemake(wf, "--dry-run", "--profile", "profiles/slurm", "--printshellcmds", "--configfile",
-                     "config/benchmark.yaml", "--set-resources", "train_model:gpu=2", "sample_model:gpu=1",  # replaces the profile's
+                     "config/benchmark.yaml", "--set-resources", "train_model:gpu=2", "sample_model:gpu=1",
                      timeout=600, check=True)
     shell = [line.removeprefix("Shell command: ") for line in proc.stdout.splitlines()]
     train = [line for line in shell if "vsgm.cli train" in line]
