@@ -9,7 +9,8 @@ from torch import nn
 from vsgm.losses import dsm_loss, expected_oracle_loss
 from vsgm.metrics import auroc
 from vsgm.models import TrainedModel
-from vsgm.ood import FeatureConfig, FisherScorer, KNNScorer, compute_features, fit_split, score_table, tail_p_values
+from vsgm.ood import (BPD_STREAM, FeatureConfig, FisherScorer, KNNScorer, compute_features, fit_split, image_noise,
+                      score_table, tail_p_values)
 from vsgm.options import defaults
 from vsgm.sde import VESDE
 from vsgm.tables import OOD, SANITY, pair_table
@@ -153,10 +154,23 @@ def test_bpd_of_a_conditional_model_uses_its_unconditional_score(tiny_options):
     bpd = compute_features(model, imgs, cfg, progress=False)["bpd"].to_numpy()
     null = torch.full((3,), model.null_label)
     x = model.to_input(imgs)
+    signs = image_noise(tuple(x.shape), 0, 1, cfg.seed, "cpu", BPD_STREAM).sign()
     logp, _ = log_likelihood(make_score_fn(model.net, model.sde, y=null), model.sde, x, eps=options["eps"],
-                             solver=Solver.rk4, grid=Grid.logstd, num_steps=2,
-                             generator=torch.Generator().manual_seed(cfg.seed))
+                             solver=Solver.rk4, grid=Grid.logstd, num_steps=2, noise=signs)
     np.testing.assert_allclose(bpd, bits_per_dim(logp, x[0].numel()).numpy(), rtol=1e-4)
+
+
+def test_bpd_does_not_depend_on_the_batch_size(tiny_options):
+    """Each image's Hutchinson vector comes from its fixed block of images, not from a generator that
+    batches consume in turn: bits/dim at batch 5 and at batch 2 are the same numbers."""
+    model = random_model({**tiny_options, "use_scale_shift_norm": True}, std=0.1)
+    imgs = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
+    cfg = FeatureConfig(levels=2, bpd=True, bpd_steps=2)
+    whole, pairs = (compute_features(model, imgs, cfg, batch_size=b, progress=False)["bpd"] for b in (5, 2))
+    np.testing.assert_allclose(pairs.to_numpy(), whole.to_numpy(), rtol=1e-5)
+    other_seed = compute_features(model, imgs, FeatureConfig(levels=2, bpd=True, bpd_steps=2, seed=1),
+                                  batch_size=5, progress=False)["bpd"]
+    assert not np.allclose(other_seed.to_numpy(), whole.to_numpy(), rtol=1e-5)  # the vectors matter
 
 
 def test_loss_scorer_is_the_seeds_mean_over_five_times():

@@ -77,3 +77,21 @@ def test_vsgm_quality_adds_fid_when_weights_are_on_disk_and_says_why_not(tmp_pat
     assert main(["quality", "--classifier", str(clf), "--samples", str(tmp_path / "s.npz"), "--reference",
                  str(reference), "--out", str(tmp_path / "x.json"), "--inception_weights",
                  str(tmp_path / "missing.pth")]) != 0
+
+
+def test_classifier_trains_on_a_seeded_capped_subset(digits_train, tmp_path):
+    """Big splits train the feature classifier on a seeded subset (its cost is per image): the same
+    subset for the same seed, every image below the cap, and the file says how many it saw."""
+    from vsgm.checkpoint import load_tensors
+    from vsgm.quality import classifier_subset
+
+    a, b, c = classifier_subset(1000, 100, 0), classifier_subset(1000, 100, 0), classifier_subset(1000, 100, 1)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert len(a) == 100 and len(set(a.tolist())) == 100 and bool((a.diff() > 0).all()) and int(a.max()) < 1000
+    assert torch.equal(classifier_subset(50, 100, 0), torch.arange(50))
+    assert torch.equal(classifier_subset(1000, 0, 0), torch.arange(1000))
+    clf = tmp_path / "clf.safetensors"
+    assert main(["classifier", "--data", str(digits_train), "--out", str(clf), "--epochs", "1",
+                 "--max_images", "300", "--device", "cpu"]) == 0
+    _, meta = load_tensors(clf)
+    assert meta["images"] == 300

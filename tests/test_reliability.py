@@ -92,6 +92,29 @@ def test_resume_file_from_other_options_is_refused(digits_train, tmp_path, tiny_
         train(tiny_options, digits_train, tmp_path)
 
 
+@pytest.mark.parametrize("first, second", [(True, False), (False, True)])
+def test_resume_across_compile_on_and_off(digits_train, tmp_path, tiny_options, first, second):
+    """--compile may change on resume: the resume file holds the plain UNet's names (no _orig_mod. prefix
+    of the torch.compile wrapper), and a run with the other setting loads it. Nothing is compiled: the
+    wrapper exists before its first call."""
+    from vsgm.checkpoint import load_resume
+    from vsgm.train import Trainer
+
+    a = Trainer({**tiny_options, "compile": first}, digits_train, tmp_path)
+    assert isinstance(a.model, torch._dynamo.eval_frame.OptimizedModule) == first
+    with torch.no_grad():
+        for i, p in enumerate(a.net.parameters()):
+            p.fill_(i / 100)  # weights no fresh model has
+    a.save_resume()
+    states, _ = load_resume(tmp_path / "resume.safetensors")
+    assert not [k for k in states["model"] if "_orig_mod" in k]
+    b = Trainer({**tiny_options, "compile": second}, digits_train, tmp_path)
+    assert isinstance(b.model, torch._dynamo.eval_frame.OptimizedModule) == second
+    assert b.try_resume()
+    for p, q in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
 def test_nan_keeps_the_last_good_checkpoint(digits_train, tmp_path, tiny_options):
     """Diverge after a good checkpoint: the error names the step, the good resume file survives intact."""
     from vsgm.train import Trainer, TrainingDiverged

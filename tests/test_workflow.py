@@ -7,6 +7,7 @@ logs/ start empty there), as a user would run it from a fresh checkout.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pandas as pd
@@ -192,6 +193,31 @@ def test_benchmark_dry_run_builds_the_full_dag(wf):
     assert counts["report_aggregate"] == 1
     trained = {j.wc("model") for j in jobs if j.rule == "train_model"}
     assert trained == {f"{d}-r{r}" if r else d for d in SEED_DATASETS for r in range(reps)}
+
+
+# the opt-in grouping of the README ("GPUs and clusters"): every sampler of a model in one SLURM job
+GROUP_SAMPLING = ["--groups", "sample_model=sample_{model}", "--group-components", "sample_{model}=13",
+                  "--resources", "gpu=1", "--set-resource-scopes", "gpu=local"]
+
+
+def test_benchmark_through_the_slurm_profile_shows_launch_flags_and_grouped_sampling(wf):
+    """Multi-GPU training takes a free port at job start; GPU jobs go through vsgm.gpu_slots (a no-op under
+    SLURM); with the opt-in grouping, the samplers of one model are one group job per model."""
+    # --set-resources replaces the profile's list, so sample_model's GPU is given again
+    proc = snakemake(wf, "--dry-run", "--profile", "profiles/slurm", "--printshellcmds", "--configfile",
+                     "config/benchmark.yaml", "--set-resources", "train_model:gpu=2", "sample_model:gpu=1",
+                     timeout=600, check=True)
+    shell = [line.removeprefix("Shell command: ") for line in proc.stdout.splitlines()]
+    train = [line for line in shell if "vsgm.cli train" in line]
+    assert train and all("--num_processes 2" in t and "--multi_gpu --main_process_port 0" in t for t in train)
+    assert all(t.startswith("python -m vsgm.gpu_slots --gpus 2 -- accelerate launch") for t in train), train[0]
+    sample = [line for line in shell if "vsgm sample " in line]
+    assert sample and all(s.startswith("python -m vsgm.gpu_slots --gpus 1 -- vsgm sample") for s in sample)
+    assert "Group job" not in proc.stdout
+    grouped = snakemake(wf, "--dry-run", "--profile", "profiles/slurm", "--configfile", "config/benchmark.yaml",
+                        *GROUP_SAMPLING, timeout=600, check=True)
+    groups = re.findall(r"Group job (sample_\w+) \(jobs", grouped.stdout)
+    assert sorted(groups) == sorted(f"sample_{m}" for m in SEED_DATASETS)
 
 
 def pair_jobs(model, out, train_splits):

@@ -23,9 +23,10 @@ from .io import write_json
 from .losses import dsm_loss_at
 from .models import TrainedModel, unet_config
 from .options import OPTIONS, add_groups, defaults, option
-from .peak import Limit, best_time, fraction, measure_limit, settle
+from .peak import Limit, fraction, measure_limit, settle
 from .precision import DTYPES, resolve_precision
 from .sde import VESDE
+from .timing import best_time
 from .unet import UNetModel
 
 
@@ -108,12 +109,11 @@ def bench_scorers(options, channels, size, batch, device, repeats, table_rows: i
     x = torch.rand(batch, channels, size, size, device=device) * 2 - 1
     noise = image_noise(tuple(x.shape), 0, len(cfg.loss_times), 0, device)
     times = level_times(model, cfg)
-    generator = torch.Generator(device=device).manual_seed(0)
     seconds_per_image = {
         "loss": best_time(lambda: loss_features(model, x, cfg.loss_times, 1, noise), device, repeats) / batch,
         "norms": best_time(lambda: score_norm_features(model, x, times), device, repeats) / batch,
         # 40 score evaluations, each with a backward pass: one timed call
-        "bpd": best_time(lambda: bpd_feature(model, x, cfg, generator), device, 1, warmup=0) / batch,
+        "bpd": best_time(lambda: bpd_feature(model, x, cfg, 0), device, 1, warmup=0) / batch,
     }
     train, target = feature_table(cfg, table_rows, 0), feature_table(cfg, table_rows, 1)
     out = {"score_loss_times": len(cfg.loss_times), "score_msma_levels": cfg.levels, "score_bpd_steps": cfg.bpd_steps}
@@ -127,7 +127,7 @@ def bench_scorers(options, channels, size, batch, device, repeats, table_rows: i
 @torch.no_grad()
 def bench_samplers(options, channels, size, batch, device, names) -> dict[str, float]:
     """Seconds per score evaluation of each sampler (a few steps, untrained network)."""
-    from .samplers import sample
+    from .samplers import sample, warm_up
     from .score import make_score_fn
 
     net = _model(options, channels, size, device).eval()
@@ -136,8 +136,9 @@ def bench_samplers(options, channels, size, batch, device, names) -> dict[str, f
     out = {}
     for name in names:
         g = torch.Generator(device=device).manual_seed(0)
-        res = sample(score, sde, (batch, channels, size, size), name, num_steps=4, atol=1e-3, rtol=1e-3,
-                     generator=g, device=device)
+        shape = (batch, channels, size, size)
+        res = sample(score, sde, shape, name, num_steps=4, atol=1e-3, rtol=1e-3, generator=g, device=device,
+                     warmup=warm_up(score, shape, device))
         out[f"sampler_{name}_s_per_nfe"] = res.seconds / max(res.nfe, 1)
     return out
 

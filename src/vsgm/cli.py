@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .domains import non_negative_int
 from .guards import OVERWRITE_FLAG, read_json, read_parquet, refuse_existing
 from .io import sidecar, write_table
 from .options import DATA_ROOT, OPTIONS, OneLineParser, add_groups, defaults, open_unit, option, positive_int
@@ -199,12 +200,15 @@ def cmd_ood(args: argparse.Namespace) -> None:
 
 def cmd_classifier(args: argparse.Namespace) -> None:
     from .data import load_prepared
-    from .quality import save_classifier, train_classifier
+    from .quality import CLASSIFIER_MAX_IMAGES, classifier_subset, save_classifier, train_classifier
 
     refuse_existing([args.out, sidecar(args.out)], args.overwrite)
     data = load_prepared(args.data)
-    model, acc = train_classifier(data.images, data.labels, epochs=args.epochs, seed=args.seed)
-    save_classifier(model, args.out, {"train_accuracy": acc, "data": str(args.data),
+    cap = CLASSIFIER_MAX_IMAGES if args.max_images is None else args.max_images
+    keep = classifier_subset(len(data.images), cap, args.seed)
+    model, acc = train_classifier(data.images[keep], data.labels[keep], epochs=args.epochs, seed=args.seed,
+                                  device=_device(args.device))
+    save_classifier(model, args.out, {"train_accuracy": acc, "data": str(args.data), "images": len(keep),
                                       "dataset": data.meta.get("dataset"), "size": int(data.images.shape[-1])})
     print(f"feature classifier: training accuracy {acc:.3f} -> {args.out}")
 
@@ -361,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--epochs", type=positive_int, default=5)
     p.add_argument("--seed", type=OPTIONS["seed"], default=0)
+    p.add_argument("--max_images", type=non_negative_int, help="train on a seeded subset of at most this many images "
+                   "(0: all; default: vsgm.quality.CLASSIFIER_MAX_IMAGES, 50000)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     _overwrite_option(p)
     p.set_defaults(func=cmd_classifier)
 

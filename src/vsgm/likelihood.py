@@ -30,7 +30,8 @@ def _divergence(f: torch.Tensor, x: torch.Tensor, noise: torch.Tensor | None) ->
 
 def log_likelihood(score: ScoreFn, sde: VESDE, x: torch.Tensor, eps: float = 1e-3, solver: Solver = Solver.rk4,
                    grid: Grid = Grid.logstd, num_steps: int = 20, atol: float = 1e-5, rtol: float = 1e-5,
-                   hutchinson: bool = True, generator: torch.Generator | None = None) -> tuple[torch.Tensor, int]:
+                   hutchinson: bool = True, generator: torch.Generator | None = None,
+                   noise: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """log p_eps(x) per sample (nats) and the number of score evaluations.
 
     Args:
@@ -41,12 +42,14 @@ def log_likelihood(score: ScoreFn, sde: VESDE, x: torch.Tensor, eps: float = 1e-
         solver, grid, num_steps, atol, rtol: how to solve the ODE (as for sampling).
         hutchinson: Rademacher trace estimate (True) or the exact trace (False; one backward per dimension).
         generator: for the Hutchinson noise.
+        noise: the Hutchinson vectors (shaped like x), instead of drawing them from ``generator``.
 
     Returns:
         (log-likelihood per sample, NFE)
     """
-    noise = None
-    if hutchinson:
+    if not hutchinson:
+        noise = None
+    elif noise is None:
         noise = torch.randint(0, 2, x.shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
     counted = Counted(score)
     drift = ode_drift(counted, sde, grid)

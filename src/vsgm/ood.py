@@ -96,15 +96,20 @@ def level_times(model: TrainedModel, cfg: FeatureConfig) -> torch.Tensor:
 NOISE_BLOCK = 64
 
 
-def image_noise(shape: tuple[int, ...], start: int, copies: int, seed: int, device) -> torch.Tensor:
+# noise streams of image_noise: the loss's Gaussian draws, and bits/dim's Hutchinson vectors
+LOSS_STREAM, BPD_STREAM = 0, 1
+
+
+def image_noise(shape: tuple[int, ...], start: int, copies: int, seed: int, device, stream: int = LOSS_STREAM
+                ) -> torch.Tensor:
     """Standard normal noise for images start..start+shape[0], ``copies`` draws each, laid out copy-major
-    (copy j of image i at row j * n + i). Drawn in fixed blocks of images with their own seeds, so an
-    image's noise does not depend on the batch size it is scored in."""
+    (copy j of image i at row j * n + i). Drawn in fixed blocks of images with their own seeds (one set of
+    seeds per ``stream``), so an image's noise does not depend on the batch size it is scored in."""
     n, rest = shape[0], shape[1:]
     first, last = start // NOISE_BLOCK, (start + n - 1) // NOISE_BLOCK
     blocks = []
     for block in range(first, last + 1):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + block)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + block + stream * 2**40)
         blocks.append(torch.randn((NOISE_BLOCK, copies, *rest), generator=g))
     noise = torch.cat(blocks)[start - first * NOISE_BLOCK:][:n]
     return noise.transpose(0, 1).reshape(copies * n, *rest).to(device)
@@ -141,14 +146,16 @@ def _null_labels(model: TrainedModel, n: int, device) -> torch.Tensor | None:
     return torch.full((n,), model.null_label, device=device, dtype=torch.long)
 
 
-def bpd_feature(model: TrainedModel, x: torch.Tensor, cfg: FeatureConfig, generator: torch.Generator) -> torch.Tensor:
+def bpd_feature(model: TrainedModel, x: torch.Tensor, cfg: FeatureConfig, start: int) -> torch.Tensor:
     """bits/dim by the probability-flow ODE (rk4 on the log-std grid, Hutchinson trace); a conditional
-    model's unconditional score, as for the other features."""
+    model's unconditional score, as for the other features. ``start``: the index of x's first image, whose
+    Rademacher vectors come from image_noise's fixed blocks (so bits/dim does not depend on the batch size)."""
     from .score import make_score_fn
 
     score = make_score_fn(model.net, model.sde, y=_null_labels(model, len(x), x.device))
+    signs = image_noise(tuple(x.shape), start, 1, cfg.seed, x.device, BPD_STREAM)
     logp, _ = log_likelihood(score, model.sde, x, eps=model.options["eps"], solver=Solver.rk4, grid=Grid.logstd,
-                             num_steps=cfg.bpd_steps, generator=generator)
+                             num_steps=cfg.bpd_steps, noise=torch.where(signs >= 0, 1.0, -1.0).to(x.dtype))
     return bits_per_dim(logp, x[0].numel())
 
 
@@ -172,7 +179,6 @@ def compute_features(model: TrainedModel, images: torch.Tensor, cfg: FeatureConf
     if tuple(images.shape[1:]) != (model.channels, *([model.size] * model.options["dims"])):
         raise ValueError(f"images of shape {tuple(images.shape[1:])} do not match the model "
                          f"({model.channels} channels, size {model.size}); prepare them for this model")
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
     times = level_times(model, cfg)
     cols: dict[str, list[np.ndarray]] = {}
     batches = progress_bar(range(0, len(images), batch_size), desc="features", unit="batches", disable=not progress)
@@ -183,7 +189,7 @@ def compute_features(model: TrainedModel, images: torch.Tensor, cfg: FeatureConf
         loss_names, norm_names = cfg.columns()
         parts = dict(zip(loss_names, losses.T)) | dict(zip(norm_names, score_norm_features(model, x, times).T))
         if cfg.bpd:
-            parts["bpd"] = bpd_feature(model, x, cfg, g)
+            parts["bpd"] = bpd_feature(model, x, cfg, start)
         for k, v in parts.items():
             cols.setdefault(k, []).append(v.double().cpu().numpy())
     df = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})

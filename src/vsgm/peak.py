@@ -9,31 +9,12 @@ it natively) in the reduced precision in use.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA runs asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def best_time(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Best wall time of ``repeats`` calls after ``warmup`` calls (the least disturbed run on a shared machine)."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+from .timing import best_time
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, repeats: int, n: int = 2048) -> float:

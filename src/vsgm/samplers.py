@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import time
 import warnings
 from typing import Any, Callable
 
@@ -21,6 +20,7 @@ from torchdiffeq import odeint
 
 from .score import ScoreFn
 from .sde import VESDE
+from .timing import timed
 
 
 class Solver(str, enum.Enum):
@@ -257,7 +257,7 @@ def stability_warning(spec: SamplerSpec, num_steps: int) -> str | None:
 def sample(score: ScoreFn, sde: VESDE, shape: tuple[int, ...], spec: SamplerSpec | str, num_steps: int = 100,
            eps: float = 1e-3, snr: float = 0.16, atol: float = 1e-6, rtol: float = 1e-6,
            generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-           denoise: bool = False) -> SampleResult:
+           denoise: bool = False, warmup: Callable[[], Any] | None = None) -> SampleResult:
     """Draw samples from the prior and run the chosen sampler.
 
     Args:
@@ -273,9 +273,10 @@ def sample(score: ScoreFn, sde: VESDE, shape: tuple[int, ...], spec: SamplerSpec
         device: device of the samples.
         denoise: end with one Tweedie denoising step at t = eps (one more score evaluation; see
             ``tweedie_denoise``).
+        warmup: called before the clock starts (see ``warm_up``).
 
     Returns:
-        SampleResult with samples, NFE and seconds.
+        SampleResult with samples, NFE and seconds (the device's work included: see vsgm.timing).
     """
     if isinstance(spec, str):
         spec = parse_sampler(spec)
@@ -288,9 +289,21 @@ def sample(score: ScoreFn, sde: VESDE, shape: tuple[int, ...], spec: SamplerSpec
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     x = sde.prior_sample(shape, generator=generator, device=device)
     extra = {"solver": spec.solver, "grid": spec.grid} if spec.kind == "ode" else {}
-    start = time.perf_counter()
-    out, nfe = SAMPLERS[spec.kind](score, sde, x, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
-                                   generator=generator, **extra)
-    if denoise:
-        out, nfe = tweedie_denoise(score, sde, out, eps), nfe + 1
-    return SampleResult(out, nfe, time.perf_counter() - start)
+    def run():
+        out, nfe = SAMPLERS[spec.kind](score, sde, x, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
+                                       generator=generator, **extra)
+        if denoise:
+            out, nfe = tweedie_denoise(score, sde, out, eps), nfe + 1
+        return out, nfe
+
+    (out, nfe), seconds = timed(run, device, warmup)
+    return SampleResult(out, nfe, seconds)
+
+
+def warm_up(score: ScoreFn, shape: tuple[int, ...], device: torch.device | str) -> Callable[[], Any]:
+    """One untimed score evaluation at the prior's time on a batch of ``shape`` (CUDA start-up, cuDNN's
+    algorithm search), for ``sample(warmup=...)``. Draws no random numbers."""
+    @torch.no_grad()
+    def call():
+        score(torch.zeros(shape, device=device), torch.ones(shape[0], device=device))
+    return call

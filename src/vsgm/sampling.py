@@ -12,7 +12,7 @@ import torch
 from .io import atomic_path, write_json
 from .models import TrainedModel
 from .progress import progress as progress_bar
-from .samplers import Counted, SamplerSpec, expected_nfe, sample
+from .samplers import Counted, SamplerSpec, expected_nfe, sample, warm_up
 from .score import make_score_fn
 from .viz import save_image_grid
 
@@ -49,11 +49,12 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
             if model.options["conditional"]:
                 y = (torch.arange(start, start + n, device=device) % model.options["n_classes"])
             score = make_score_fn(model.net, model.sde, y=y, cfg=cfg, null_label=model.null_label)
+            shape = (n, model.input_channels, *([model.input_size] * dims))
+            warmup = warm_up(score, shape, device) if start == 0 else None  # the first batch pays no start-up
             if progress:
                 score = Counted(score, tick=bar.update)
-            shape = (n, model.input_channels, *([model.input_size] * dims))
             res = sample(score, model.sde, shape, spec, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
-                         generator=g, device=device, denoise=denoise)
+                         generator=g, device=device, denoise=denoise, warmup=warmup)
             bad = int((~torch.isfinite(res.samples)).sum())
             if bad and finite:  # refused before anything is written (a clamp would make them black or white)
                 raise ValueError(f"{spec.name} gave {bad} non-finite value(s) in samples {start}-{start + n - 1} "

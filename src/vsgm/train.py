@@ -40,6 +40,7 @@ from .samplers import sample, spec_from_options
 from .score import make_score_fn
 from .sde import VESDE
 from .step import accumulate_dsm_gradients, adamw, ema_decay, load_optimizer_state, update_ema
+from .timing import deterministic_cuda
 from .unet import UNetModel, widths_without_time
 from .viz import save_image_grid
 
@@ -133,6 +134,7 @@ class Trainer:
         # the precision this device runs natively: fp16 needs CUDA, bf16 a CPU with native bf16 (else fp32)
         precision = resolve_precision(options.get("mixed_precision", "no"), PartialState().device)
         self.acc = Accelerator(mixed_precision=precision, **tracking.accelerator_kwargs(options, out_dir))
+        deterministic_cuda(self.acc.device)
         data = load_prepared(data_path)
         self.data_meta, self.n_images = data.meta, len(data.images)
         self.channels, self.size = int(data.images.shape[1]), int(data.images.shape[-1])
@@ -173,13 +175,18 @@ class Trainer:
         opt = adamw(net.parameters(), options["lr"], options["decay"], self.acc.device)
         self.steps_per_epoch = len(self.loader)
         self.micro_batch = micro_batch_size(options, self.input_size, self.acc.device)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
+        # one schedule step per optimizer step, on every process: not prepared by accelerate, whose
+        # wrapper would step it num_processes times per step (it expects a schedule sized for one
+        # process's batches) and end warm-up and annealing early with several processes
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=options["lr"], total_steps=options["n_epochs"] * self.steps_per_epoch,
             pct_start=options["warmup"] / options["n_epochs"], anneal_strategy="cos")
-        self.model, self.opt, self.sched = self.acc.prepare(net, opt, sched)
+        self.model, self.opt = self.acc.prepare(net, opt)
         if options.get("compile"):
             self.model = torch.compile(self.model)
-        self.noise_rng = torch.Generator(device=self.acc.device).manual_seed(options["seed"] * 1000 + rank + 1)
+        # one noise stream shared by all processes: each draws the whole step's noise (all processes'
+        # images) and keeps its rows, so N processes at batch B/N train as one process at batch B
+        self.noise_rng = torch.Generator(device=self.acc.device).manual_seed(options["seed"] * 1000 + 1)
         self.step, self.history = 0, []
         # the current epoch's loss so far (this process), kept in resume files so that a resumed
         # epoch logs its mean over all of its steps
@@ -197,11 +204,16 @@ class Trainer:
     def resume_path(self) -> Path:
         return self.out_dir / "resume.safetensors"
 
+    @property
+    def net(self) -> torch.nn.Module:
+        """The UNet without its DDP and torch.compile wrappers (whose state dicts prefix the names)."""
+        return self.acc.unwrap_model(self.model, keep_torch_compile=False)
+
     def save_resume(self) -> None:
         if not self.acc.is_main_process:
             return
         self._assert_finite_weights()
-        states = {"model": self.acc.unwrap_model(self.model).state_dict(), "ema": self.ema.state_dict(),
+        states = {"model": self.net.state_dict(), "ema": self.ema.state_dict(),
                   "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                   "rng": {"torch": torch.get_rng_state(), "noise": self.noise_rng.get_state()},
                   "epoch_loss": self.epoch_loss.detach().cpu()}
@@ -230,7 +242,9 @@ class Trainer:
         if meta["world_size"] != self.acc.num_processes:
             raise ValueError(f"{self.resume_path}: written by {meta['world_size']} process(es), "
                              f"now {self.acc.num_processes}")
-        load_state_strict(self.acc.unwrap_model(self.model), states["model"], self.resume_path)
+        # resume files of earlier versions saved a compiled model's names (prefix _orig_mod.)
+        model_state = {k.replace("_orig_mod.", ""): v for k, v in states["model"].items()}
+        load_state_strict(self.net, model_state, self.resume_path)
         load_state_strict(self.ema, states["ema"], self.resume_path)
         load_optimizer_state(self.opt, states["optimizer"])
         self.sched.load_state_dict(states["scheduler"])
@@ -244,7 +258,7 @@ class Trainer:
         return True
 
     def _assert_finite_weights(self) -> None:
-        for name, p in self.acc.unwrap_model(self.model).named_parameters():
+        for name, p in self.net.named_parameters():
             if not torch.isfinite(p).all():
                 raise TrainingDiverged(f"non-finite weights in {name} at step {self.step}; "
                                        "the last good checkpoint is kept")
@@ -254,14 +268,19 @@ class Trainer:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         o = self.options
         labels = None
+        # this process's images sit at rows rank::world of the step's images (see ImageLoader.order)
+        world, rank = self.acc.num_processes, self.acc.process_index
         if o["conditional"]:
-            labels = drop_labels(y, o["drop_prob"], o["n_classes"], generator=self.noise_rng)
-        t, noise = dsm_draws(x, o["eps"], self.noise_rng)
+            labels = drop_labels(y.repeat_interleave(world), o["drop_prob"], o["n_classes"],
+                                 generator=self.noise_rng)[rank::world]
+        t, noise = dsm_draws(x.new_empty((world * len(x), *x.shape[1:])), o["eps"], self.noise_rng)
+        t, noise = t[rank::world].contiguous(), noise[rank::world].contiguous()
         loss = accumulate_dsm_gradients(self.acc, self.model, self.sde, x, t, noise, labels, self.micro_batch)
         self.opt.step()
-        self.sched.step()
+        if not self.opt.step_was_skipped:  # an fp16 overflow skips the step, and its schedule step
+            self.sched.step()
         self.opt.zero_grad(set_to_none=True)
-        update_ema(self.ema, self.acc.unwrap_model(self.model), ema_decay(o["ema_rate"], self.step))
+        update_ema(self.ema, self.net, ema_decay(o["ema_rate"], self.step))
         self.step += 1
         return loss
 

@@ -510,10 +510,19 @@ def get_launch_params(wildcards, resources, threads):
     }
     if gpus > 0:
         flags["num_processes"] = gpus
-        multi = " --multi_gpu" if gpus > 1 else ""
+        # port 0: accelerate picks a free port when the job starts, so two multi-GPU jobs on one node
+        # do not both take the default 29500
+        multi = " --multi_gpu --main_process_port 0" if gpus > 1 else ""
         return f"{cli_flags(flags)}{multi}"
     flags["num_processes"] = 1
     return f"--cpu {cli_flags(flags)}"
+
+
+def get_gpu_slots(wildcards, resources):
+    """Command prefix that gives a GPU job GPUs of its own on a local multi-GPU machine (vsgm.gpu_slots;
+    under SLURM it leaves the scheduler's choice alone); empty for CPU jobs."""
+    gpus = int(resources.gpu)
+    return f"python -m vsgm.gpu_slots --gpus {gpus} --" if gpus > 0 else ""
 
 
 def get_device(wildcards, resources):

@@ -28,8 +28,9 @@ rule ood_features:
     params:
         flags=get_features_params,
         device=get_device,
+        slots=get_gpu_slots,
     shell:
-        "vsgm features --checkpoint {input.checkpoint} --data {input.data}"
+        "{params.slots} vsgm features --checkpoint {input.checkpoint} --data {input.data}"
         " --out {output.features} {params.flags} --device {params.device} > {log} 2>&1"
 
 

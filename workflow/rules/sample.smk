@@ -31,9 +31,10 @@ rule sample_model:
     params:
         flags=get_sample_params,
         device=get_device,
+        slots=get_gpu_slots,
         prefix="results/{model}/samples/{sampler}",
     shell:
-        "vsgm sample --checkpoint {input.checkpoint} --sampler {wildcards.sampler}"
+        "{params.slots} vsgm sample --checkpoint {input.checkpoint} --sampler {wildcards.sampler}"
         " {params.flags} --device {params.device} --out {params.prefix} > {log} 2>&1"
 
 
@@ -56,9 +57,11 @@ rule sample_classifier:
         runtime=120,
     params:
         seed=config["seed"],
+        device=get_device,
+        slots=get_gpu_slots,
     shell:
-        "vsgm classifier --data {input.data} --out {output.classifier} --seed {params.seed}"
-        " > {log} 2>&1"
+        "{params.slots} vsgm classifier --data {input.data} --out {output.classifier} --seed {params.seed}"
+        " --device {params.device} > {log} 2>&1"
 
 
 rule sample_quality:
@@ -109,7 +112,8 @@ rule sample_sweep:
     params:
         flags=get_sweep_params,
         device=get_device,
+        slots=get_gpu_slots,
     shell:
-        "vsgm sweep --checkpoint {input.checkpoint} --classifier {input.classifier}"
+        "{params.slots} vsgm sweep --checkpoint {input.checkpoint} --classifier {input.classifier}"
         " --reference {input.reference} {params.flags} --device {params.device}"
         " --out {output.sweep} > {log} 2>&1"

@@ -35,8 +35,9 @@ rule train_model:
         runtime=240,
     params:
         launch=get_launch_params,
+        slots=get_gpu_slots,
         flags=get_train_params,
         out_dir="results/{model}",
     shell:
-        "accelerate launch {params.launch} -m vsgm.cli train"
+        "{params.slots} accelerate launch {params.launch} -m vsgm.cli train"
         " --data {input.data} --out_dir {params.out_dir} {params.flags} > {log} 2>&1"
