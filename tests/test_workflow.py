@@ -63,6 +63,20 @@ def test_default_workflow_profile_is_picked_up(wf):
 # -- config ----------------------------------------------------------------------------------------
 
 
+def assert_refused_before_any_job(wf, tmp_path, config, names):
+    """The config is refused in one 'invalid config' line holding every name: no traceback, nothing built."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake(wf, "--cores", "1", "--configfile", str(bad), timeout=300)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stdout.splitlines() if "invalid config" in line]
+    assert len(errors) == 1, proc.stdout
+    for name in names:
+        assert name in errors[0], errors[0]
+    assert "Traceback" not in proc.stdout, proc.stdout
+    assert not (wf / "results").exists() and not (wf / "resources").exists()
+
+
 @pytest.mark.parametrize("section, changes, names", [
     ("train", {"n_epoch": 3}, ["train", "n_epoch"]),                       # typo of n_epochs
     ("train", {"n_epochs": "ten"}, ["train.n_epochs", "ten"]),              # wrong type
@@ -88,16 +102,7 @@ def test_bad_config_fails_before_any_job_with_a_message_naming_the_key(wf, tmp_p
         config[section] = {**config[section], **changes}
     else:
         config[section] = changes
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(config))
-    proc = snakemake(wf, "--cores", "1", "--configfile", str(bad), timeout=300)
-    assert proc.returncode != 0
-    errors = [line for line in proc.stdout.splitlines() if "invalid config" in line]
-    assert len(errors) == 1, proc.stdout
-    for name in names:
-        assert name in errors[0], errors[0]
-    assert "Traceback" not in proc.stdout, proc.stdout
-    assert not (wf / "results").exists() and not (wf / "resources").exists()
+    assert_refused_before_any_job(wf, tmp_path, config, names)
 
 
 NAN, INF = float("nan"), float("inf")
@@ -122,16 +127,7 @@ def test_what_vsgm_would_refuse_fails_before_any_job(wf, tmp_path, section, chan
     config["datasets"] = {k: config["datasets"][k] for k in ("digits", "noise")}
     config["ood"] = {"sets": ["digits04", "noise"]} if section == "datasets" else {"sets": "all"}
     config[section] = {**config.get(section, {}), **changes}
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(config))
-    proc = snakemake(wf, "--cores", "1", "--configfile", str(bad), timeout=300)
-    assert proc.returncode != 0
-    errors = [line for line in proc.stdout.splitlines() if "invalid config" in line]
-    assert len(errors) == 1, proc.stdout
-    for name in names:
-        assert name in errors[0], errors[0]
-    assert "Traceback" not in proc.stdout, proc.stdout
-    assert not (wf / "results").exists() and not (wf / "resources").exists()
+    assert_refused_before_any_job(wf, tmp_path, config, names)
 
 
 def test_a_time_blind_unet_runs_only_when_allowed(wf, tmp_path):
