@@ -75,8 +75,8 @@ def test_small_run_through_the_slurm_profile(tmp_path):
 
 def test_failing_job_fails_the_run_and_names_rule_and_log(tmp_path):
     wf = workflow_copy(tmp_path)
-    # a learning rate that makes the loss non-finite: training stops with an error
-    config = small_config(wf / "diverge.yaml", train={"lr": 1.0e30, "n_epochs": 2})
+    # a batch larger than the training subset: the config check cannot know the data's size, the job refuses
+    config = small_config(wf / "fail.yaml", train={"max_images": 40, "batch_size": 64})
     target = "results/digits/model.safetensors"
     # targets before the options that take several values (--set-resources, --configfile)
     proc = run_on_cluster(wf, target, "--profile", "profiles/slurm", *SLURM_OVERRIDES, "--configfile", str(config))
@@ -85,7 +85,7 @@ def test_failing_job_fails_the_run_and_names_rule_and_log(tmp_path):
     assert "Error in rule train_model" in proc.stdout, proc.stdout[-8000:]
     assert "logs/digits/train.log" in proc.stdout, proc.stdout[-8000:]
     log = (wf / "logs/digits/train.log").read_text()
-    assert "non-finite" in log, log[-3000:]
+    assert "batch_size 64 is larger than the training set per process (40)" in log, log[-3000:]
     assert not (wf / target).exists()
 
 

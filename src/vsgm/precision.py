@@ -53,6 +53,15 @@ def native_precision(precision: str, device: torch.device | str) -> tuple[str, s
     return precision, None
 
 
+def launch_device() -> torch.device:
+    """The device ``accelerate`` will train on, read before the Accelerator exists (building accelerate's
+    shared state first would fix its options before the Accelerator's own: under ``accelerate launch
+    --cpu`` the processes would no longer join into one distributed run)."""
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return torch.device("cpu")
+    return torch.accelerator.current_accelerator(check_available=True) or torch.device("cpu")
+
+
 def resolve_precision(precision: str, device: torch.device | str, what: str = "--mixed_precision") -> str:
     """``native_precision``, logging the reason of a fallback as one warning line."""
     used, reason = native_precision(precision, device)

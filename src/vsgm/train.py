@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 
 from . import tracking
 from .checks import check_train_options
@@ -34,7 +34,7 @@ from .io import sidecar, write_text
 from .losses import drop_labels, dsm_draws
 from .models import micro_batch_size, network_identity, unet_config
 from .options import SAMPLE
-from .precision import resolve_precision
+from .precision import launch_device, resolve_precision
 from .progress import progress
 from .samplers import sample, spec_from_options
 from .score import make_score_fn
@@ -132,7 +132,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         check_train_options(self.options)  # before the data is read
         # the precision this device runs natively: fp16 needs CUDA, bf16 a CPU with native bf16 (else fp32)
-        precision = resolve_precision(options.get("mixed_precision", "no"), PartialState().device)
+        precision = resolve_precision(options.get("mixed_precision", "no"), launch_device())
         self.acc = Accelerator(mixed_precision=precision, **tracking.accelerator_kwargs(options, out_dir))
         deterministic_cuda(self.acc.device)
         data = load_prepared(data_path)

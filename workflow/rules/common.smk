@@ -231,13 +231,19 @@ def _option_problems(config):
     problems = range_problems(config)
     if problems:
         return problems
-    options = {**config["unet"], **config["sde"], **config["train"], "cfg": config["sample"]["cfg"]}
+    options = {
+        **config["unet"],
+        **config["sde"],
+        **config["train"],
+        "cfg": config["sample"]["cfg"],
+    }
     return [f"train: {p}" for p in combination_problems(options)]
 
 
 def _ood_list_problems(config):
     """An explicit list of outlier sets must not hold a model's own set (models.X.ood) or a set sharing
-    its images (same registry set, overlapping classes): its AUROC would be near 0.5 and say nothing."""
+    its images (same registry set, overlapping classes): its AUROC would be near 0.5 and say nothing.
+    """
     problems = []
     for model, entry in config["models"].items():
         if model not in config["datasets"]:
