@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 from .domains import OPTIONS, Number, eps, head_channels, non_negative_int, positive_int, probability  # noqa: F401
-from .samplers import Grid, Solver
+from .sampler_names import GRIDS, SOLVERS
 from .tracking import CHOICES as TRACKER_CHOICES
 
 
@@ -114,8 +114,8 @@ TRAIN = [
 
 SAMPLE = [
     Opt("sampler_type", "EM", "Sampler", str.upper, choices=["EM", "PC", "ODE"]),
-    Opt("solver", "euler", "Solver for ODE", choices=[s.value for s in Solver]),
-    Opt("grid", "t", "Time variable of the ODE: t (the seed) or logstd", choices=[g.value for g in Grid]),
+    Opt("solver", "euler", "Solver for ODE", choices=list(SOLVERS)),
+    Opt("grid", "t", "Time variable of the ODE: t (the seed) or logstd", choices=list(GRIDS)),
     Opt("num_steps", 100, "Number of steps"),
     Opt("num_samples", 16, "Number of samples"),
     Opt("atol", 1e-6, "Absolute tolerance"),

@@ -19,29 +19,20 @@ import torch
 from torchdiffeq import odeint
 
 from .score import ScoreFn
+from .sampler_names import ADAPTIVE_SOLVERS, SOLVERS, all_sampler_names
 from .sde import VESDE
 from .timing import timed
 
 
-class Solver(str, enum.Enum):
-    """The seed's probability-flow ODE solvers (torchdiffeq method names)."""
-
-    euler = "euler"
-    rk4 = "rk4"
-    midpoint = "midpoint"
-    explicit_adams = "explicit_adams"
-    implicit_adams = "implicit_adams"
-    dopri5 = "dopri5"
-    dopri8 = "dopri8"
-    bosh3 = "bosh3"
-    adaptive_heun = "adaptive_heun"
-
+class _SolverName(str, enum.Enum):
     @property
     def adaptive(self) -> bool:
-        return self in ADAPTIVE
+        return self.value in ADAPTIVE_SOLVERS
 
 
-ADAPTIVE = {Solver.dopri5, Solver.dopri8, Solver.bosh3, Solver.adaptive_heun}
+# the seed's probability-flow ODE solvers (torchdiffeq method names), from vsgm.sampler_names
+Solver = _SolverName("Solver", {name: name for name in SOLVERS})
+ADAPTIVE = {Solver(name) for name in ADAPTIVE_SOLVERS}
 
 
 class Grid(str, enum.Enum):
@@ -109,12 +100,6 @@ def spec_from_options(options: dict) -> SamplerSpec:
     if kind == "ode":
         return SamplerSpec("ode", Solver(options["solver"]), Grid(options["grid"]))
     return SamplerSpec(kind)
-
-
-def all_sampler_names() -> list[str]:
-    """Every sampler name the registry accepts."""
-    odes = [f"ode-{s.value}{g}" for g in ("", "-logstd") for s in Solver]
-    return ["em", "pc", *odes]
 
 
 def _time_grid(eps: float, num_steps: int, device) -> torch.Tensor:
