@@ -93,6 +93,25 @@ def identity_mismatch(saved: dict[str, Any] | None, now: dict[str, Any]) -> str 
     return ("it was made from other data or another schedule: " + "; ".join(diff)) if diff else None
 
 
+def check_data_fits(options: dict[str, Any], images: torch.Tensor, labels: torch.Tensor, data_path) -> None:
+    """Refuse data the network cannot take: signals of another dimension, labels beyond n_classes."""
+    if options["dims"] != images.dim() - 2:
+        raise ValueError(f"dims {options['dims']} needs {options['dims']}-D signals; {data_path} holds "
+                         f"{images.dim() - 2}-D images")
+    if options["conditional"] and int(labels.max()) >= options["n_classes"]:
+        raise ValueError(f"labels go up to {int(labels.max())} but n_classes is {options['n_classes']}")
+
+
+def warn_time_blind(net: torch.nn.Module, options: dict[str, Any]) -> None:
+    """Warn when GroupNorm removes the added time embedding at some width (one channel per group)."""
+    blind = widths_without_time(net)
+    if blind:
+        widths = {int(m * options["model_channels"]) for m in options["channel_mult"]}
+        whole = ": the model cannot depend on the noise level at all" if set(blind) >= widths else ""
+        log.warning("at width(s) %s GroupNorm has one channel per group and removes the added time "
+                    "embedding%s; --use_scale_shift_norm or widths above 32 keep it", blind, whole)
+
+
 class _SigtermFlag:
     """Turn SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks between steps (the main thread only)."""
 
@@ -145,11 +164,7 @@ class Trainer:
         self.options.update(dataset=self.dataset, size=self.size)  # what was trained on, not the CLI's defaults
         rank, world = self.acc.process_index, self.acc.num_processes
         check_options(self.options, len(data.images) // world)
-        if options["dims"] != data.images.dim() - 2:
-            raise ValueError(f"dims {options['dims']} needs {options['dims']}-D signals; {data_path} holds "
-                             f"{data.images.dim() - 2}-D images")
-        if options["conditional"] and int(data.labels.max()) >= options["n_classes"]:
-            raise ValueError(f"labels go up to {int(data.labels.max())} but n_classes is {options['n_classes']}")
+        check_data_fits(options, data.images, data.labels, data_path)
         inputs, self.codec = data.images, None
         self.input_channels, self.input_size = self.channels, self.size
         if options["latent"]:
@@ -165,12 +180,7 @@ class Trainer:
         self.sde = VESDE(options["sigma"])
         torch.manual_seed(options["seed"])
         net = UNetModel(unet_config(options, self.input_channels, self.input_size))
-        blind = widths_without_time(net)
-        if blind:
-            widths = {int(m * options["model_channels"]) for m in options["channel_mult"]}
-            whole = ": the model cannot depend on the noise level at all" if set(blind) >= widths else ""
-            log.warning("at width(s) %s GroupNorm has one channel per group and removes the added time "
-                        "embedding%s; --use_scale_shift_norm or widths above 32 keep it", blind, whole)
+        warn_time_blind(net, options)
         self.ema = copy.deepcopy(net).requires_grad_(False).to(self.acc.device)
         opt = adamw(net.parameters(), options["lr"], options["decay"], self.acc.device)
         self.steps_per_epoch = len(self.loader)

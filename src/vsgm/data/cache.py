@@ -139,6 +139,16 @@ def _write(out: Path, images: np.ndarray, labels: np.ndarray, meta: dict[str, An
     write_json(sidecar(out), meta)
 
 
+def _check_arguments(out, size, channels, bottleneck, max_images) -> None:
+    _positive("size", size)
+    _positive("bottleneck", bottleneck, optional=True)
+    _positive("max_images", max_images, optional=True)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if Path(out).suffix == ".json":
+        raise ValueError(f"out must not end in .json (that name is the sidecar): {out}")
+
+
 def prepare(
     name: str,
     split: str,
@@ -176,13 +186,7 @@ def prepare(
     Only the selected images are decoded (folder datasets) -- the selection depends on labels alone.
     """
     info = get_info(name)
-    _positive("size", size)
-    _positive("bottleneck", bottleneck, optional=True)
-    _positive("max_images", max_images, optional=True)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    if Path(out).suffix == ".json":
-        raise ValueError(f"out must not end in .json (that name is the sidecar): {out}")
+    _check_arguments(out, size, channels, bottleneck, max_images)
     chosen = _check_classes(name, classes)
     load_size = size if bottleneck is None else min(size, bottleneck)
     raw = open_split(name, split, root, size=load_size)
@@ -199,15 +203,8 @@ def prepare(
         "dataset": name,
         "split": split,
         "library_split": info.split_name(split),
-        "size": size,
-        "channels": channels,
-        "bottleneck": bottleneck,
-        "load_size": load_size,
-        "classes": chosen,
-        "max_images": max_images,
-        "seed": seed,
-        "count": int(len(index)),
-        "num_classes": info.num_classes,
+        **dict(size=size, channels=channels, bottleneck=bottleneck, load_size=load_size, classes=chosen),
+        **dict(max_images=max_images, seed=seed, count=int(len(index)), num_classes=info.num_classes),
         "sha256": images_sha256(paired),
     }
     _write(Path(out), paired, labels, meta)
