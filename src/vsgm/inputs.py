@@ -22,7 +22,7 @@ def read_score_tables(in_scores: str | os.PathLike, out_scores: str | os.PathLik
     Returns:
         (in, out, sanity or None) DataFrames.
     """
-    from .ood import SCORERS
+    from .scorer_table import SCORER_NAMES
 
     if Path(in_scores).resolve() == Path(out_scores).resolve():
         raise ValueError(f"{out_scores}: the outlier scores are the in-distribution scores themselves "
@@ -32,10 +32,10 @@ def read_score_tables(in_scores: str | os.PathLike, out_scores: str | os.PathLik
         if path:
             tables[path] = df = read_parquet(path)
             check_table(df, path)
-            unknown = [c for c in df.columns if c != "index" and c not in SCORERS]
+            unknown = [c for c in df.columns if c != "index" and c not in SCORER_NAMES]
             if unknown or len(df.columns) < 2:
                 raise ValueError(f"{path}: columns {unknown or list(df.columns)} are not scorers "
-                                 f"({', '.join(SCORERS)}) of vsgm score")
+                                 f"({', '.join(SCORER_NAMES)}) of vsgm score")
     scorers = set(tables[in_scores].columns)
     for path, df in tables.items():
         if set(df.columns) != scorers:

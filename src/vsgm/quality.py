@@ -243,3 +243,33 @@ def inception_fid_entries(weights: str | os.PathLike, samples: torch.Tensor, ref
     if real is not None:
         out["fid_inception_test_vs_train"] = inception_fid(net, real, reference)
     return out
+
+
+def quality_report(samples_path: str | os.PathLike, classifier_path: str | os.PathLike,
+                   reference_path: str | os.PathLike, train_reference: str | os.PathLike | None = None,
+                   inception_weights: str | os.PathLike = "auto", n_boot: int = N_BOOT, seed: int = 0
+                   ) -> dict[str, Any]:
+    """The quality JSON of ``vsgm quality``: samples (``vsgm sample``'s .npz) against prepared reference images
+    in the classifier's features (``sample_quality``), with the real-vs-real floor of ``train_reference`` and
+    Inception FID (``inception_fid_entries``), after refusing inputs of different image spaces."""
+    from .inputs import classifier_space, prepared_space, read_samples
+
+    samples, info, space = read_samples(samples_path)
+    clf = load_classifier(classifier_path)
+    ref_images, ref_space = prepared_space(reference_path)
+    parts = [space, ref_space, classifier_space(clf, classifier_path)]
+    if train_reference:
+        train, train_space = prepared_space(train_reference)
+        parts.append(train_space)
+    check_same_space(parts)
+    ref = normalise(ref_images)
+    result = {"dataset": info.get("dataset"), "model": info.get("model"), "sampler": info["sampler"],
+              "denoise": info.get("denoise", False), "n_samples": len(samples), "n_reference": len(ref)}
+    real = None
+    if train_reference:
+        # the distance a perfect sampler would get with this many samples: real training images vs test
+        idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: len(samples)]
+        real = normalise(train[idx])
+    result.update(sample_quality(clf, samples, ref, real, n_boot=n_boot, seed=seed))
+    result.update(inception_fid_entries(inception_weights, samples, ref, real))
+    return result
