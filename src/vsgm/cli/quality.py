@@ -46,10 +46,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from ..data.loader import normalise
     from ..device import pick_device
     from ..guards import refuse_existing
-    from ..inputs import classifier_space, prepared_space
+    from ..inputs import check_same_space, classifier_space, describe, prepared_space
     from ..io import write_table
     from ..models import load_trained
-    from ..quality import check_same_space, describe, load_classifier
+    from ..quality import load_classifier
     from ..sweep import sweep
 
     refuse_existing([args.out], args.overwrite)
