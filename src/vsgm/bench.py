@@ -8,7 +8,6 @@ numbers mean something on a dedicated GPU.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 from typing import Any, Callable
@@ -19,12 +18,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import fused
-from .io import write_json
 from .losses import dsm_loss_at
 from .models import TrainedModel, unet_config
-from .options import OPTIONS, add_groups, defaults, option
+from .options import option
 from .peak import Limit, fraction, measure_limit, settle
 from .precision import DTYPES, resolve_precision
+from .scorer_table import SCORER_TABLE
 from .sde import VESDE
 from .timing import best_time
 from .unet import UNetModel
@@ -100,8 +99,7 @@ def bench_scorers(options, channels, size, batch, device, repeats, table_rows: i
     """Out-of-distribution scoring images/s per scorer: the network passes behind its features (the loss at
     5 times, score norms at 10 levels, bits/dim by the probability-flow ODE), plus its scoring of a
     feature table (fitted once per model on the training images, so not counted)."""
-    from .ood import (SCORER_PASSES, SCORERS, FeatureConfig, bpd_feature, image_noise, level_times, loss_features,
-                      score_norm_features)
+    from .ood import FeatureConfig, bpd_feature, image_noise, level_times, loss_features, score_norm_features
 
     net = _model(options, channels, size, device).eval()
     model = TrainedModel(net, options, {"channels": channels, "size": size})
@@ -117,10 +115,10 @@ def bench_scorers(options, channels, size, batch, device, repeats, table_rows: i
     }
     train, target = feature_table(cfg, table_rows, 0), feature_table(cfg, table_rows, 1)
     out = {"score_loss_times": len(cfg.loss_times), "score_msma_levels": cfg.levels, "score_bpd_steps": cfg.bpd_steps}
-    for name, passes in SCORER_PASSES.items():
-        scorer = SCORERS[name]().fit(train)
+    for entry in SCORER_TABLE:
+        scorer = entry.load()().fit(train)
         table = best_time(lambda: scorer.score(target), torch.device("cpu"), repeats) / table_rows
-        out[f"score_{name}_images_per_s"] = 1 / (sum(seconds_per_image[p] for p in passes) + table)
+        out[f"score_{entry.name}_images_per_s"] = 1 / (sum(seconds_per_image[p] for p in entry.passes) + table)
     return out
 
 
@@ -215,11 +213,9 @@ def format_table(r: dict[str, Any]) -> str:
         (f"training step (fwd+bwd+AdamW+EMA, chunks of {r['train_micro_batch']})",
          f"{r['train_images_per_s']:,.1f} images/s", _fractions(r, "train")),
         ("inference (forward)", f"{r['inference_images_per_s']:,.1f} images/s", _fractions(r, "inference")),
-        (f"OOD loss score ({r['score_loss_times']} times, batched)", f"{r['score_loss_images_per_s']:,.1f} images/s",
-         f"{r['score_loss_vs_inference_per_time']:.2f} x inference/{r['score_loss_times']}"),
-        *[(f"OOD {name} score ({what})", f"{r[f'score_{name}_images_per_s']:,.1f} images/s", "")
-          for name, what in [("msma", f"{r['score_msma_levels']} levels"), ("msma_knn", "msma's levels, kNN"),
-                             ("fisher", "loss + msma_knn"), ("bpd", f"ODE, {r['score_bpd_steps']} rk4 steps")]],
+        *[(f"OOD {e.name} score ({e.bench.format(**r)})", f"{r[f'score_{e.name}_images_per_s']:,.1f} images/s",
+           f"{r['score_loss_vs_inference_per_time']:.2f} x inference/{r['score_loss_times']}" if e.name == "loss"
+           else "") for e in SCORER_TABLE],
         ("data loader (prepared cache, 32x32)", f"{r['loader_images_per_s']:,.0f} images/s", ""),
     ]
     rows += [(f"sampler {k[len('sampler_'):-len('_s_per_nfe')]}", f"{v * 1e3:,.1f} ms per NFE", "")
@@ -232,43 +228,3 @@ def format_table(r: dict[str, Any]) -> str:
         lines.append("  note: the kernels measured below the model's own rate every time (a busy machine?); "
                      "the limit is that rate")
     return "\n".join(lines)
-
-
-def cmd_bench(args: argparse.Namespace) -> None:
-    unsupported = [f"--{name}" for name in ("conditional", "latent") if getattr(args, name)]
-    if unsupported:
-        raise ValueError(f"vsgm bench times the unconditional pixel-space UNet; {' and '.join(unsupported)} "
-                         "cannot be timed")
-    options = {k: getattr(args, k) for k in [*defaults("model", "sde"), "micro_batch"]}
-    from .cli import _device
-    from .guards import refuse_existing
-
-    if args.out:
-        refuse_existing([args.out], args.overwrite)
-    device = _device(args.device)
-    result = run_bench(options, args.channels, args.size or 32, args.batch_size, device, args.repeats,
-                       args.samplers, args.sampler_batch, args.autocast)
-    print(format_table(result))
-    if args.out:
-        write_json(args.out, result)
-        print(f"-> {args.out}")
-
-
-def register(sub) -> None:
-    p = sub.add_parser("bench", help="measure training, inference, scoring, sampling and data-loading speed")
-    add_groups(p, "model", "sde")
-    p.add_argument("--size", type=OPTIONS["size"], default=32, help="image size (default: 32)")
-    p.add_argument("--channels", type=OPTIONS["channels"], default=1, help="image channels (default: 1)")
-    p.add_argument("--batch_size", type=OPTIONS["batch_size"], default=128, help="batch size (default: 128)")
-    option("micro_batch").add_to(p)
-    p.add_argument("--repeats", type=OPTIONS["repeats"], default=3, help="timed repeats, best kept (default: 3)")
-    p.add_argument("--samplers", nargs="*", default=["em", "pc", "ode-euler", "ode-rk4", "ode-rk4-logstd"],
-                   help="samplers to time")
-    p.add_argument("--sampler_batch", type=OPTIONS["sampler_batch"], default=16,
-                   help="batch of the sampler timings (default: 16)")
-    p.add_argument("--autocast", choices=["no", "bf16", "fp16"], default="no",
-                   help="mixed precision for the model timings (GPU: bf16)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--out", help="write the figures as JSON here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: refuse)")
-    p.set_defaults(func=cmd_bench)

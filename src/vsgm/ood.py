@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,19 +36,20 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
-from .guards import check_table
+from .guards import check_table, read_json
+from .io import sidecar
 from .likelihood import bits_per_dim, log_likelihood
 from .losses import dsm_loss_at
 from .models import TrainedModel
 from .progress import progress as progress_bar
+from .options import defaults
 from .samplers import Grid, Solver
+from .scorer_table import SCORER_PASSES, SCORER_TABLE
+from .scorer_table import available_scorers as _available_for
 from .score import network_output
 
 LOSS_TIMES = (0.001, 0.01, 0.05, 0.1, 0.2)
-# the network passes behind each scorer's features: the loss at LOSS_TIMES, the multi-scale score norms,
-# bits/dim by the probability-flow ODE
-SCORER_PASSES = {"loss": ("loss",), "msma": ("norms",), "msma_knn": ("norms",), "fisher": ("loss", "norms"),
-                 "bpd": ("bpd",)}
+_DEFAULT = defaults("features")  # the command line's defaults are the library's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,13 +68,22 @@ class FeatureConfig:
     """
 
     loss_times: Sequence[float] = LOSS_TIMES
-    n_draws: int = 1
-    levels: int = 10
+    n_draws: int = _DEFAULT["n_draws"]
+    levels: int = _DEFAULT["levels"]
     t_min: float = 1e-3
     t_max: float = 1.0
-    bpd: bool = False
-    bpd_steps: int = 10
+    bpd: bool = _DEFAULT["bpd"]
+    bpd_steps: int = _DEFAULT["bpd_steps"]
     seed: int = 0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> "FeatureConfig":
+        """The config of the command-line options of the ``features`` group (and ``seed``)."""
+        return cls(**{k: options[k] for k in (*_DEFAULT, "seed")})
+
+    def settings(self) -> dict[str, Any]:
+        """Every field, JSON-ready: what the features' sidecar records."""
+        return {**dataclasses.asdict(self), "loss_times": list(self.loss_times)}
 
     def columns(self) -> tuple[list[str], list[str]]:
         """Names of the loss columns and of the score-norm columns of a feature table."""
@@ -324,14 +334,13 @@ class BPDScorer:
         return df["bpd"].to_numpy()
 
 
-SCORERS: dict[str, Callable[[], object]] = {"loss": LossScorer, "msma": MSMAScorer, "msma_knn": KNNScorer,
-                                              "fisher": FisherScorer, "bpd": BPDScorer}
+# the registry of vsgm.scorer_table's classes, in its order
+SCORERS: dict[str, type] = {e.name: globals()[e.cls] for e in SCORER_TABLE}
 
 
 def available_scorers(features: pd.DataFrame) -> list[str]:
     """The scorers whose features are present in a feature table."""
-    names = ["loss", "msma", "msma_knn", "fisher"]
-    return names + (["bpd"] if "bpd" in features.columns else [])
+    return _available_for(features.columns)
 
 
 def score_table(train: pd.DataFrame, target: pd.DataFrame, scorers: Sequence[str] | None = None) -> pd.DataFrame:
@@ -382,9 +391,69 @@ def align_features(train: pd.DataFrame, target: pd.DataFrame, train_path: Any, t
     return target[list(train.columns)]
 
 
+def features_sidecar(cfg: FeatureConfig, n: int, data: Any, dataset: Any) -> dict[str, Any]:
+    """What vsgm features writes beside its table: the NFE per scorer, the rows, their source, and the
+    ``FeatureConfig`` they were computed with (``features``, read by ``check_feature_settings``)."""
+    return {"nfe": cfg.nfe(), "n": n, "data": str(data), "dataset": dataset, "features": cfg.settings()}
+
+
+def _recorded_settings(path: Any, told: Mapping[str, Any]) -> dict[str, Any] | None:
+    side = sidecar(path, ".parquet")
+    settings = read_json(side).get("features") if side.is_file() else None
+    if settings is None and told:
+        raise ValueError(f"{path}: no {side.name} beside it records the settings its features were computed "
+                         f"with, so {', '.join(f'--{k}' for k in told)} cannot be checked: compute them with vsgm "
+                         "features")
+    for key, value in told.items():
+        if settings.get(key) != value:
+            raise ValueError(f"{path}: features computed with --{key} {settings.get(key)}, not the --{key} {value} "
+                             "given here: compute them again or drop the option")
+    return settings
+
+
+def check_feature_settings(paths: Sequence[Any], told: Mapping[str, Any]) -> None:
+    """Refuse feature tables computed with other settings than ``told`` (option -> value; None: not told) or
+    than each other, as their sidecars (``features_sidecar``) record them; one line naming the file. A table
+    without a sidecar is checked only by its columns (``align_features``) unless settings are told."""
+    told = {k: v for k, v in told.items() if v is not None}
+    recorded = [(p, s) for p in paths if (s := _recorded_settings(p, told)) is not None]
+    for (first, a), (path, b) in zip(recorded, recorded[1:]):
+        differ = sorted(k for k in {*a, *b} if a.get(k) != b.get(k))
+        if differ:
+            raise ValueError(f"{path}: features computed with {', '.join(f'{k}={b.get(k)}' for k in differ)}, "
+                             f"{first} with {', '.join(f'{k}={a.get(k)}' for k in differ)}: compute both with the "
+                             "same options")
+
+
 def fit_split(n: int, fraction: float = 0.8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic split of the in-distribution training images into a part the detectors are fitted on
     and a held-out part for the train-vs-test sanity row."""
     perm = np.random.default_rng(seed).permutation(n)
     cut = int(math.floor(n * fraction))
     return np.sort(perm[:cut]), np.sort(perm[cut:])
+
+
+def outlier_scores(train: pd.DataFrame, targets: Sequence[pd.DataFrame], seed: int = 0,
+                   scorers: Sequence[str] | None = None) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """Fit the scorers on the fitting part of the in-distribution training features (``fit_split``) and score
+    each of ``targets`` and the held-out part of ``train`` (the sanity row).
+
+    Returns:
+        the score tables of ``targets``, and the held-out training images' scores.
+    """
+    fit_rows, holdout = fit_split(len(train), seed=seed)
+    fitted = train.iloc[fit_rows]
+    return [score_table(fitted, t, scorers) for t in targets], score_table(fitted, train.iloc[holdout], scorers)
+
+
+def detect_outliers(model: TrainedModel, images: Mapping[str, torch.Tensor], cfg: FeatureConfig, in_name: str,
+                    out_name: str, batch_size: int = 256, device: str | torch.device = "cpu") -> pd.DataFrame:
+    """The seed's outlier detection for one pair: features of the model's training and test images and of the
+    outliers (``images``: ``train``, ``test``, ``outliers``, uint8 in the model's space), the scorers fitted on
+    the training features (``cfg.seed`` splits them), and the pair's table (``vsgm.tables.pair_table``)."""
+    from .tables import pair_table
+
+    feats = {k: compute_features(model, images[k], cfg, batch_size=batch_size, device=device)
+             for k in ("train", "test", "outliers")}
+    (ins, outs), sanity = outlier_scores(feats["train"], [feats["test"], feats["outliers"]], seed=cfg.seed)
+    return pair_table(in_name, out_name, ins, outs, sanity, cfg.nfe())

@@ -31,8 +31,10 @@ class Opt:
         if self.type is None and not self.flag and self.name in OPTIONS:
             object.__setattr__(self, "type", OPTIONS[self.name])  # the range of every number: vsgm.domains
 
-    def add_to(self, parser: argparse._ActionsContainer) -> None:
-        kw: dict[str, Any] = {"default": self.default, "help": f"{self.help} (default: {self.default})"}
+    def add_to(self, parser: argparse._ActionsContainer, unset: str | None = None) -> None:
+        """Add ``--name``; with ``unset``, its default is None and the help says what None means."""
+        default, shown = (self.default, self.default) if unset is None else (None, unset)
+        kw: dict[str, Any] = {"default": default, "help": f"{self.help} (default: {shown})"}
         if self.flag:
             parser.add_argument(f"--{self.name}", action=argparse.BooleanOptionalAction, **kw)
             return
@@ -126,22 +128,45 @@ SAMPLE = [
         "noise_removal; one more score evaluation)", flag=True),
 ]
 
-GROUPS: dict[str, list[Opt]] = {"model": MODEL, "sde": SDE, "data": DATA, "train": TRAIN, "sample": SAMPLE}
+# the options of vsgm's own commands (not the seed's); the workflow's schema states the same defaults
+# (tests/test_structure.py compares them)
+
+FEATURES = [  # vsgm features and vsgm ood: what vsgm.ood.FeatureConfig computes per image
+    Opt("n_draws", 1, "Noise draws per time of the loss score"),
+    Opt("levels", 10, "Noise levels of the multi-scale score norms"),
+    Opt("bpd", False, "Also bits/dim (costly)", flag=True),
+    Opt("bpd_steps", 10, "rk4 steps (log-std grid) for bits/dim"),
+]
+
+SWEEP = [  # vsgm sweep: the settings each sampler is run at
+    Opt("steps", [5, 10, 20, 50, 100], "Steps of the fixed-step samplers", nargs="+"),
+    Opt("tolerances", [1e-1, 1e-2, 1e-3, 1e-4], "Tolerances (atol = rtol) of the adaptive samplers", nargs="+"),
+    Opt("num_samples", 256, "Samples per setting"),
+    Opt("batch_size", 256, "Samples per batch"),
+]
+
+PAIR = [  # vsgm pair: the bootstrap of the AUROC interval
+    Opt("n_boot", 1000, "Bootstrap resamples of the AUROC interval"),
+]
+
+SEED_GROUPS: dict[str, list[Opt]] = {"model": MODEL, "sde": SDE, "data": DATA, "train": TRAIN, "sample": SAMPLE}
+GROUPS: dict[str, list[Opt]] = {**SEED_GROUPS, "features": FEATURES, "sweep": SWEEP, "pair": PAIR}
 
 
 def defaults(*groups: str) -> dict[str, Any]:
-    """Seed defaults of the named groups (all groups when none is named)."""
-    names = groups or tuple(GROUPS)
+    """Defaults of the named groups (the seed's groups when none is named)."""
+    names = groups or tuple(SEED_GROUPS)
     return {o.name: o.default for g in names for o in GROUPS[g]}
 
 
-def option(name: str) -> Opt:
-    """The option called ``name``, from whichever group holds it."""
-    return next(o for g in GROUPS.values() for o in g if o.name == name)
+def option(name: str, group: str | None = None) -> Opt:
+    """The option called ``name``: from ``group``, or from the first group that holds it (the seed's first)."""
+    return next(o for g in ([group] if group else GROUPS) for o in GROUPS[g] if o.name == name)
 
 
-def add_groups(parser: argparse.ArgumentParser, *groups: str) -> None:
+def add_groups(parser: argparse.ArgumentParser, *groups: str, unset: str | None = None) -> None:
+    """Add every option of the named groups, a section each (``unset``: see ``Opt.add_to``)."""
     for g in groups:
         section = parser.add_argument_group(g)
         for opt in GROUPS[g]:
-            opt.add_to(section)
+            opt.add_to(section, unset)

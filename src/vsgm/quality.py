@@ -15,6 +15,7 @@ from torch import nn
 
 from .checkpoint import load_state_strict, load_tensors, save_tensors
 from .guards import check_fields
+from .inputs import check_same_space, classifier_space, prepared_space, read_samples
 from .data.loader import normalise
 from .metrics import frechet_distance
 from .progress import progress
@@ -110,49 +111,6 @@ def load_classifier(path: str | os.PathLike) -> SmallClassifier:
     return model.eval()
 
 
-def describe(path: Any, dataset: Any, shape: Any) -> dict[str, Any]:
-    """One input of an FD, for check_same_space: its file, dataset name (None: unknown) and image shape
-    (channels, height, width; None entries: unknown)."""
-    return {"file": str(path), "dataset": dataset, "shape": tuple(shape)}
-
-
-def check_same_space(parts: list[dict[str, Any]]) -> None:
-    """Refuse an FD between inputs of different image shapes or datasets: samples of one model against
-    another set's reference, or a classifier trained on other images, give a number that looks right.
-
-    Args:
-        parts: describe(...) of every input (samples, reference, training reference, classifier, model).
-
-    Raises:
-        ValueError: one line naming both files and what differs.
-    """
-    first = parts[0]
-    for other in parts[1:]:
-        for key in ("dataset", "shape"):
-            a, b = first[key], other[key]
-            if key == "shape":
-                same = len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
-            else:
-                same = a is None or b is None or a == b
-            if not same:
-                what = "images of shape (channels, height, width)" if key == "shape" else "dataset"
-                raise ValueError(f"{first['file']} and {other['file']} do not belong together: {what} "
-                                 f"{a} vs {b}")
-
-
-def check_sample_values(samples: torch.Tensor, where: Any) -> None:
-    """Refuse samples that are not finite images in [-1, 1] (what vsgm sample writes)."""
-    if samples.dim() != 4 or not samples.is_floating_point():
-        raise ValueError(f"{where}: samples must be a float array (n, channels, height, width), "
-                         f"got {samples.dtype} {tuple(samples.shape)}")
-    bad = int((~torch.isfinite(samples)).sum())
-    if bad:
-        raise ValueError(f"{where}: {bad} non-finite sample value(s)")
-    lo, hi = float(samples.min()), float(samples.max())
-    if lo < -1.0 - 1e-5 or hi > 1.0 + 1e-5:
-        raise ValueError(f"{where}: sample values span [{lo:.3g}, {hi:.3g}], not images in [-1, 1]")
-
-
 @torch.no_grad()
 def features(model: SmallClassifier, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Penultimate features of images in [-1, 1]."""
@@ -243,3 +201,31 @@ def inception_fid_entries(weights: str | os.PathLike, samples: torch.Tensor, ref
     if real is not None:
         out["fid_inception_test_vs_train"] = inception_fid(net, real, reference)
     return out
+
+
+def quality_report(samples_path: str | os.PathLike, classifier_path: str | os.PathLike,
+                   reference_path: str | os.PathLike, train_reference: str | os.PathLike | None = None,
+                   inception_weights: str | os.PathLike = "auto", n_boot: int = N_BOOT, seed: int = 0
+                   ) -> dict[str, Any]:
+    """The quality JSON of ``vsgm quality``: samples (``vsgm sample``'s .npz) against prepared reference images
+    in the classifier's features (``sample_quality``), with the real-vs-real floor of ``train_reference`` and
+    Inception FID (``inception_fid_entries``), after refusing inputs of different image spaces."""
+    samples, info, space = read_samples(samples_path)
+    clf = load_classifier(classifier_path)
+    ref_images, ref_space = prepared_space(reference_path)
+    parts = [space, ref_space, classifier_space(clf, classifier_path)]
+    if train_reference:
+        train, train_space = prepared_space(train_reference)
+        parts.append(train_space)
+    check_same_space(parts)
+    ref = normalise(ref_images)
+    result = {"dataset": info.get("dataset"), "model": info.get("model"), "sampler": info["sampler"],
+              "denoise": info.get("denoise", False), "n_samples": len(samples), "n_reference": len(ref)}
+    real = None
+    if train_reference:
+        # the distance a perfect sampler would get with this many samples: real training images vs test
+        idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: len(samples)]
+        real = normalise(train[idx])
+    result.update(sample_quality(clf, samples, ref, real, n_boot=n_boot, seed=seed))
+    result.update(inception_fid_entries(inception_weights, samples, ref, real))
+    return result

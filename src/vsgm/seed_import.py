@@ -12,7 +12,6 @@ model.json records ``parametrisation: seed`` and ``vsgm.score`` honours it.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import pickle
@@ -24,9 +23,6 @@ import torch
 
 from .checkpoint import CheckpointError, save_tensors
 from .io import write_text
-from .domains import OPTIONS
-from .guards import refuse_existing
-from .options import add_groups, defaults
 
 # seed (ADM) module path -> vsgm's, for the ResBlock parts vsgm names differently
 KEY_RULES = [
@@ -155,32 +151,3 @@ def import_seed(checkpoint: str | os.PathLike, options: dict[str, Any], out_dir:
     write_text(out / "train.csv", history_csv([]))
     save_tensors(out / "model.safetensors", net.state_dict(), meta)
     return meta
-
-
-def cmd_import_seed(args: argparse.Namespace) -> None:
-    from .data import get_info, native_size
-
-    if args.latent:
-        raise SystemExit("vsgm import-seed: --latent: the seed's latent models (LatSGM) are not supported; "
-                         "import a pixel-space model")
-    size = args.size or native_size(args.dataset, None)
-    if size is None:
-        raise SystemExit(f"vsgm import-seed: --size is needed for {args.dataset} (its images have no fixed size)")
-    out = Path(args.out_dir)
-    refuse_existing([out / "model.safetensors", out / "model.json", out / "train.csv"], args.overwrite)
-    options = {**defaults(), **{k: getattr(args, k) for k in defaults("model", "sde")},
-               "dataset": args.dataset, "size": size}
-    import_seed(args.checkpoint, options, out, get_info(args.dataset).channels, size)
-    print(f"imported {args.checkpoint} (the seed's {args.dataset} model): {out / 'model.safetensors'}")
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``import-seed`` command to the CLI's subparsers."""
-    p = sub.add_parser("import-seed", help="a checkpoint written by the seed's VanSGM.py as a vsgm model directory")
-    p.add_argument("--checkpoint", required=True, help="the seed's .pt file (e.g. models/SGM/VanSGM_svhn.pt)")
-    p.add_argument("--dataset", required=True, help="the dataset it was trained on")
-    p.add_argument("--size", type=OPTIONS["size"], help="image size it was trained at (default: the dataset's native size)")
-    p.add_argument("--out_dir", required=True, help="model directory for model.safetensors, model.json, train.csv")
-    p.add_argument("--overwrite", action="store_true", help="replace a model already in --out_dir")
-    add_groups(p, "model", "sde")
-    p.set_defaults(func=cmd_import_seed)

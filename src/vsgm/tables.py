@@ -10,9 +10,9 @@ import pandas as pd
 
 from .guards import read_json
 from .metrics import ood_metrics
-from .ood import SCORERS
 from .quality_metrics import METRICS
 from .replicates import base_of
+from .scorer_table import SCORER_NAMES
 
 PAIR_COLUMNS = ["model", "in", "out", "comparison", "scorer", "auroc", "auroc_lo", "auroc_hi", "aupr_in", "aupr_out",
                 "fpr95", "n_in", "n_out", "nfe"]
@@ -77,7 +77,7 @@ def collect_pairs(paths: Iterable[str | Path]) -> pd.DataFrame:
 def scorer_order(names: Iterable[str]) -> list[str]:
     """Scorers in the registry's order (the seed's loss first, the combinations after what they combine);
     unknown names last, alphabetically."""
-    order = list(SCORERS)
+    order = list(SCORER_NAMES)
     return sorted(set(names), key=lambda s: (order.index(s) if s in order else len(order), s))
 
 

@@ -1,0 +1,7 @@
+"""``python -m vsgm``: the ``vsgm`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
