@@ -166,7 +166,8 @@ def test_command_flags_of_the_test_config():
     assert plan.download_flags("digits", "any") == "--dataset digits --root resources/data"
     assert plan.download_flags("octmnist", "28") == "--dataset octmnist --root resources/data --size 28"
     assert plan.prepare_flags("digits", "noise", "test") == (
-        "--bottleneck 8 --channels 1 --dataset noise --max_images 64 --root resources/data --seed 0 --size 8 --split test")
+        "--bottleneck 8 --channels 1 --dataset noise --max_images 64 --root resources/data --seed 0 --size 8"
+        " --split test")
     train = shlex.split(plan.train_flags("digits-r1"))
     assert train[train.index("--seed") + 1] == "1" and train[train.index("--n_epochs") + 1] == "1"
     assert "--max_images" not in train and train[train.index("--log_with") + 1] == "none"
