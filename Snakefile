@@ -15,7 +15,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# config/config.yaml unless --configfile names the config: a --configfile replaces it (Snakemake
+# would merge the two), and --config KEY=VALUE overrides single values of either. (Snakemake's
+# --replace-workflow-config would also drop config/config.yaml for a bare --config KEY=VALUE.)
+if not workflow.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -32,4 +37,4 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        plan.all_targets(),

@@ -10,34 +10,36 @@ rule data_download:
     output:
         touch(f"{config['data_root']}/{{name}}/.vsgm-download-{{res}}"),
     log:
-        f"{LOGS}/download/{{name}}-{{res}}.log",
+        "logs/download/{name}-{res}.log",
     benchmark:
-        f"{BENCHMARKS}/download/{{name}}-{{res}}.tsv"
+        "benchmarks/download/{name}-{res}.tsv"
     localrule: True
     conda:
         "../envs/vsgm.yaml"
     params:
-        flags=get_download_params,
+        flags=lambda wc: plan.download_flags(wc.name, wc.res),
     shell:
         "vsgm download {params.flags} > {log} 2>&1"
 
 
 rule data_prepare:
     input:
-        get_prepare_input,
+        prepare_input,
     output:
-        data=f"{PREPARED}/{{model}}/{{key}}_{{split}}.safetensors",
-        meta=f"{PREPARED}/{{model}}/{{key}}_{{split}}.json",
+        data="resources/prepared/{model}/{key}_{split}.safetensors",
+        meta="resources/prepared/{model}/{key}_{split}.json",
     log:
-        f"{LOGS}/{{model}}/prepare/{{key}}_{{split}}.log",
+        "logs/{model}/prepare/{key}_{split}.log",
     benchmark:
-        f"{BENCHMARKS}/{{model}}/prepare/{{key}}_{{split}}.tsv"
+        "benchmarks/{model}/prepare/{key}_{split}.tsv"
     conda:
         "../envs/vsgm.yaml"
     resources:
-        mem_mb=mem_mb_for(prepare_bytes, floor=4000),
+        mem_mb=lambda wc: mem_mb(
+            plan.prepare_bytes(wc.model, wc.key, wc.split), floor=4000
+        ),
         runtime=60,
     params:
-        flags=get_prepare_params,
+        flags=lambda wc: plan.prepare_flags(wc.model, wc.key, wc.split),
     shell:
         "vsgm prepare {params.flags} --out {output.data} > {log} 2>&1"

@@ -10,25 +10,30 @@
 
 rule ood_features:
     input:
-        unpack(get_features_input),
+        checkpoint="results/{model}/model.safetensors",
+        data=features_data,
     output:
         features="results/{model}/features/{set}.parquet",
         cost="results/{model}/features/{set}.json",
     log:
-        f"{LOGS}/{{model}}/features/{{set}}.log",
+        "logs/{model}/features/{set}.log",
     benchmark:
-        f"{BENCHMARKS}/{{model}}/features/{{set}}.tsv"
+        "benchmarks/{model}/features/{set}.tsv"
     conda:
         "../envs/vsgm.yaml"
     threads: 1
     resources:
         gpu=0,
-        mem_mb=mem_mb_for(features_bytes, floor=4000, runtime_mb=CUDA_RUNTIME_MB),
+        mem_mb=lambda wc: mem_mb(
+            plan.features_bytes(wc.model, wc.set),
+            floor=4000,
+            runtime_mb=CUDA_RUNTIME_MB,
+        ),
         runtime=120,
     params:
-        flags=get_features_params,
-        device=get_device,
-        slots=get_gpu_slots,
+        flags=plan.features_flags(),
+        device=device,
+        slots=gpu_slots,
     shell:
         "{params.slots} vsgm features --checkpoint {input.checkpoint} --data {input.data}"
         " --out {output.features} {params.flags} --device {params.device} > {log} 2>&1"
@@ -36,13 +41,14 @@ rule ood_features:
 
 rule ood_score:
     input:
-        unpack(get_score_input),
+        train="results/{model}/features/train.parquet",
+        features="results/{model}/features/{set}.parquet",
     output:
         scores="results/{model}/scores/{set}.parquet",
     log:
-        f"{LOGS}/{{model}}/scores/{{set}}.log",
+        "logs/{model}/scores/{set}.log",
     benchmark:
-        f"{BENCHMARKS}/{{model}}/scores/{{set}}.tsv"
+        "benchmarks/{model}/scores/{set}.tsv"
     conda:
         "../envs/vsgm.yaml"
     threads: 1
@@ -50,7 +56,7 @@ rule ood_score:
         mem_mb=2000,
         runtime=30,
     params:
-        flags=get_score_params,
+        flags=lambda wc: plan.score_flags(wc.set),
     shell:
         "vsgm score --train_features {input.train} --features {input.features}"
         " --out {output.scores} {params.flags} > {log} 2>&1"
@@ -58,7 +64,10 @@ rule ood_score:
 
 rule ood_pair:
     input:
-        unpack(get_pair_input),
+        in_scores="results/{model}/scores/test.parquet",
+        out_scores="results/{model}/scores/{out}.parquet",
+        sanity="results/{model}/scores/train.parquet",
+        nfe="results/{model}/features/test.json",
     output:
         table=report(
             "results/{model}/ood_{out}.csv",
@@ -76,9 +85,9 @@ rule ood_pair:
             labels={"model": "{model}", "OOD set": "{out}", "figure": "{name}"},
         ),
     log:
-        f"{LOGS}/{{model}}/pair/{{out}}.log",
+        "logs/{model}/pair/{out}.log",
     benchmark:
-        f"{BENCHMARKS}/{{model}}/pair/{{out}}.tsv"
+        "benchmarks/{model}/pair/{out}.tsv"
     conda:
         "../envs/vsgm.yaml"
     threads: 1

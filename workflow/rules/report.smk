@@ -5,13 +5,13 @@
 
 rule report_aggregate:
     input:
-        unpack(get_aggregate_input),
+        **plan.aggregate_inputs(),
     output:
         **aggregate_outputs(),
     log:
-        f"{LOGS}/aggregate.log",
+        "logs/aggregate.log",
     benchmark:
-        f"{BENCHMARKS}/aggregate.tsv"
+        "benchmarks/aggregate.tsv"
     localrule: True
     conda:
         "../envs/vsgm.yaml"

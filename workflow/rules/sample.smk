@@ -18,9 +18,9 @@ rule sample_model:
         samples="results/{model}/samples/{sampler}.npz",
         cost="results/{model}/samples/{sampler}.json",
     log:
-        f"{LOGS}/{{model}}/sample/{{sampler}}.log",
+        "logs/{model}/sample/{sampler}.log",
     benchmark:
-        f"{BENCHMARKS}/{{model}}/sample/{{sampler}}.tsv"
+        "benchmarks/{model}/sample/{sampler}.tsv"
     conda:
         "../envs/vsgm.yaml"
     threads: 1
@@ -29,9 +29,9 @@ rule sample_model:
         mem_mb=4000,
         runtime=120,
     params:
-        flags=get_sample_params,
-        device=get_device,
-        slots=get_gpu_slots,
+        flags=plan.sample_flags(),
+        device=device,
+        slots=gpu_slots,
         prefix="results/{model}/samples/{sampler}",
     shell:
         "{params.slots} vsgm sample --checkpoint {input.checkpoint} --sampler {wildcards.sampler}"
@@ -40,25 +40,25 @@ rule sample_model:
 
 rule sample_classifier:
     input:
-        data=get_classifier_input,
+        data=own_split("train"),
     output:
         classifier="results/{model}/classifier.safetensors",
         meta="results/{model}/classifier.json",
     log:
-        f"{LOGS}/{{model}}/classifier.log",
+        "logs/{model}/classifier.log",
     benchmark:
-        f"{BENCHMARKS}/{{model}}/classifier.tsv"
+        "benchmarks/{model}/classifier.tsv"
     conda:
         "../envs/vsgm.yaml"
     threads: 1
     resources:
         gpu=0,
-        mem_mb=mem_mb_for(train_split_bytes, floor=4000),
+        mem_mb=lambda wc: mem_mb(plan.train_split_bytes(wc.model), floor=4000),
         runtime=120,
     params:
         seed=config["seed"],
-        device=get_device,
-        slots=get_gpu_slots,
+        device=device,
+        slots=gpu_slots,
     shell:
         "{params.slots} vsgm classifier --data {input.data} --out {output.classifier} --seed {params.seed}"
         " --device {params.device} > {log} 2>&1"
@@ -66,18 +66,22 @@ rule sample_classifier:
 
 rule sample_quality:
     input:
-        unpack(get_quality_input),
+        classifier=classifier,
+        samples="results/{model}/samples/{sampler}.npz",
+        cost="results/{model}/samples/{sampler}.json",
+        reference=own_split("test"),
+        train_reference=own_split("train"),
     output:
         quality="results/{model}/quality/{sampler}.json",
     log:
-        f"{LOGS}/{{model}}/quality/{{sampler}}.log",
+        "logs/{model}/quality/{sampler}.log",
     benchmark:
-        f"{BENCHMARKS}/{{model}}/quality/{{sampler}}.tsv"
+        "benchmarks/{model}/quality/{sampler}.tsv"
     conda:
         "../envs/vsgm.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb_for(quality_bytes, floor=4000),
+        mem_mb=lambda wc: mem_mb(plan.quality_bytes(wc.model), floor=4000),
         runtime=60,
     params:
         seed=config["seed"],
@@ -89,7 +93,9 @@ rule sample_quality:
 
 rule sample_sweep:
     input:
-        unpack(get_sweep_input),
+        checkpoint="results/{model}/model.safetensors",
+        classifier=classifier,
+        reference=own_split("test"),
     output:
         sweep=report(
             "results/{model}/solver_sweep.csv",
@@ -99,20 +105,22 @@ rule sample_sweep:
             labels={"model": "{model}", "sampler": "sweep"},
         ),
     log:
-        f"{LOGS}/{{model}}/sweep.log",
+        "logs/{model}/sweep.log",
     benchmark:
-        f"{BENCHMARKS}/{{model}}/sweep.tsv"
+        "benchmarks/{model}/sweep.tsv"
     conda:
         "../envs/vsgm.yaml"
     threads: 1
     resources:
         gpu=0,
-        mem_mb=mem_mb_for(sweep_bytes, floor=4000, runtime_mb=CUDA_RUNTIME_MB),
+        mem_mb=lambda wc: mem_mb(
+            plan.sweep_bytes(wc.model), floor=4000, runtime_mb=CUDA_RUNTIME_MB
+        ),
         runtime=240,
     params:
-        flags=get_sweep_params,
-        device=get_device,
-        slots=get_gpu_slots,
+        flags=plan.sweep_flags(),
+        device=device,
+        slots=gpu_slots,
     shell:
         "{params.slots} vsgm sweep --checkpoint {input.checkpoint} --classifier {input.classifier}"
         " --reference {input.reference} {params.flags} --device {params.device}"

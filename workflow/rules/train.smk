@@ -12,7 +12,7 @@
 
 rule train_model:
     input:
-        data=get_train_input,
+        data=train_input,
     output:
         model="results/{model}/model.safetensors",
         meta="results/{model}/model.json",
@@ -23,20 +23,22 @@ rule train_model:
             labels={"model": "{model}", "file": "training history"},
         ),
     log:
-        f"{LOGS}/{{model}}/train.log",
+        "logs/{model}/train.log",
     benchmark:
-        f"{BENCHMARKS}/{{model}}/train.tsv"
+        "benchmarks/{model}/train.tsv"
     conda:
         "../envs/vsgm.yaml"
     threads: 1
     resources:
         gpu=0,
-        mem_mb=mem_mb_for(train_split_bytes, floor=8000, runtime_mb=CUDA_RUNTIME_MB),
+        mem_mb=lambda wc: mem_mb(
+            plan.train_split_bytes(wc.model), floor=8000, runtime_mb=CUDA_RUNTIME_MB
+        ),
         runtime=240,
     params:
-        launch=get_launch_params,
-        slots=get_gpu_slots,
-        flags=get_train_params,
+        launch=launch_flags,
+        slots=gpu_slots,
+        flags=lambda wc: plan.train_flags(wc.model),
         out_dir="results/{model}",
     shell:
         "{params.slots} accelerate launch {params.launch} -m vsgm.cli train"
