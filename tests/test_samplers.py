@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from vsgm.samplers import Grid, Solver, all_sampler_names, parse_sampler, sample
+from vsgm.samplers import Grid, SamplerSettings, Solver, all_sampler_names, parse_sampler, sample
 from vsgm.sde import VESDE
 
 MEAN, STD = 0.3, 0.5
@@ -23,7 +23,7 @@ def oracle(sde):
 def run(name, num_steps=100, **kw):
     sde = VESDE(25.0)
     g = torch.Generator().manual_seed(0)
-    return sample(oracle(sde), sde, (N, 1), name, num_steps=num_steps, generator=g, **kw)
+    return sample(oracle(sde), sde, (N, 1), name, SamplerSettings(num_steps=num_steps, **kw), generator=g)
 
 
 # (sampler, num_steps, tolerance on the std). The tolerances state what each method reaches at that setting;

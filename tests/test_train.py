@@ -56,7 +56,7 @@ def test_same_seed_same_weights(tiny_options, digits_train, tmp_path):
 
 def test_conditional_training_and_guided_sampling(tiny_options, digits_train, tmp_path):
     from vsgm.sampling import draw
-    from vsgm.samplers import parse_sampler
+    from vsgm.samplers import SamplerSettings, parse_sampler
 
     tiny_options.update(n_epochs=1, warmup=0, conditional=True, n_classes=10)
     train(tiny_options, digits_train, tmp_path)
@@ -64,7 +64,7 @@ def test_conditional_training_and_guided_sampling(tiny_options, digits_train, tm
     assert model.net.label_emb.num_embeddings == 11
     images_through_net = []
     model.net.register_forward_hook(lambda module, args, out: images_through_net.append(len(args[0])))
-    samples, cost = draw(model, parse_sampler("em"), 6, 4, num_steps=5, eps=1e-3, cfg=3.0)
+    samples, cost = draw(model, parse_sampler("em"), 6, 4, SamplerSettings(num_steps=5, eps=1e-3), cfg=3.0)
     assert samples.shape == (6, 1, 8, 8) and cost["nfe"] == 5
     # each guided score runs the network on the conditional and the unconditional copy of every image
     # (the first pass is the untimed warm-up of sampling, vsgm.samplers.warm_up: one guided score of a batch)

@@ -75,6 +75,7 @@ def sampler_spec(args: argparse.Namespace):
 
 def cmd_sample(args: argparse.Namespace) -> None:
     from .models import load_trained
+    from .samplers import SamplerSettings
     from .sampling import draw, sample_paths, write_samples
 
     spec = sampler_spec(args)
@@ -84,9 +85,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
     device = _device(args.device)
     model = load_trained(args.checkpoint, device)
     eps = args.eps if args.eps is not None else model.options["eps"]
-    samples, cost = draw(model, spec, args.num_samples, args.batch_size, args.num_steps, eps, snr=args.snr,
-                         atol=args.atol, rtol=args.rtol, cfg=args.cfg, seed=args.seed, device=device,
-                         progress=True, denoise=args.denoise)
+    settings = SamplerSettings(num_steps=args.num_steps, eps=eps, snr=args.snr, atol=args.atol, rtol=args.rtol,
+                               denoise=args.denoise)
+    samples, cost = draw(model, spec, args.num_samples, args.batch_size, settings, cfg=args.cfg, seed=args.seed,
+                         device=device, progress=True)
     cost["dataset"] = model.meta.get("dataset")
     cost["model"] = Path(args.checkpoint).parent.name  # the model's key (results/{model}/model.safetensors)
     paths = write_samples(samples, cost, prefix)
