@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -122,9 +123,9 @@ def test_impossible_options_refused_before_training(tiny_options, digits_train, 
     assert not any(tmp_path.iterdir())
 
 
-def test_checkpoint_errors_name_the_file(tiny_options, digits_train, tmp_path):
-    tiny_options.update(n_epochs=1, warmup=0)
-    train(tiny_options, digits_train, tmp_path)
+def test_checkpoint_errors_name_the_file(tiny_model, tmp_path):
+    for name in ("model.safetensors", "model.json"):  # a copy of the shared model, which stays read-only
+        shutil.copy(tiny_model.parent / name, tmp_path / name)
     path = tmp_path / "model.safetensors"
     data = path.read_bytes()
     truncated = tmp_path / "trunc" / "model.safetensors"
