@@ -22,7 +22,7 @@ import yaml
 from vsgm.data import load_prepared
 from vsgm.models import load_trained
 from vsgm.ood import FeatureConfig, compute_features
-from vsgm.samplers import parse_sampler
+from vsgm.samplers import SamplerSettings, parse_sampler
 from vsgm.sampling import draw
 from vsgm.timing import timed
 
@@ -35,8 +35,9 @@ def samplers(checkpoint: str, out: str) -> None:
     s = BENCHMARK["sample"]
     rows = []
     for name in BENCHMARK["samplers"]:
-        _, cost = draw(model, parse_sampler(name), s["num_samples"], s["batch_size"], s["num_steps"],
-                       model.options["eps"], snr=s["snr"], atol=s["atol"], rtol=s["rtol"], device="cuda")
+        settings = SamplerSettings(num_steps=s["num_steps"], eps=model.options["eps"], snr=s["snr"], atol=s["atol"],
+                                   rtol=s["rtol"])
+        _, cost = draw(model, parse_sampler(name), s["num_samples"], s["batch_size"], settings, device="cuda")
         rows.append({"sampler": name, "nfe": cost["nfe"], "seconds": cost["seconds"],
                      "ms_per_nfe": 1000 * cost["seconds"] / max(cost["nfe"], 1)})
         pd.DataFrame(rows).to_csv(out, index=False)

@@ -34,7 +34,7 @@ def test_latent_training_sampling_and_scoring(tiny_options, digits_train, tiny_v
     from vsgm.data import load_prepared
     from vsgm.models import load_trained
     from vsgm.ood import FeatureConfig, compute_features
-    from vsgm.samplers import parse_sampler
+    from vsgm.samplers import SamplerSettings, parse_sampler
     from vsgm.sampling import draw
     from vsgm.train import train
 
@@ -44,7 +44,7 @@ def test_latent_training_sampling_and_scoring(tiny_options, digits_train, tiny_v
     assert (meta["latent_channels"], meta["latent_size"]) == (2, 4) and (meta["channels"], meta["size"]) == (1, 8)
     model = load_trained(tmp_path / "model.safetensors")
     assert model.net.config.in_channels == 2 and model.net.config.image_size == 4
-    samples, cost = draw(model, parse_sampler("ode-euler"), 5, 5, num_steps=3, eps=1e-3)
+    samples, cost = draw(model, parse_sampler("ode-euler"), 5, 5, SamplerSettings(num_steps=3, eps=1e-3))
     assert samples.shape == (5, 1, 8, 8) and samples.abs().max() <= 1 and cost["nfe"] == 3
     feats = compute_features(model, load_prepared(digits_train).images[:10], FeatureConfig(), progress=False)
     assert len(feats) == 10 and feats.drop(columns="index").notna().all().all()

@@ -223,9 +223,15 @@ def test_frechet_distance_identical_is_zero_and_symmetric():
     b = rng.standard_normal((120, 5)) * 2
     assert frechet_distance(a, a.copy()) == 0.0
     assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-9)
-    assert frechet_distance(a, a + 1e-12) >= 0.0
-    # rank-deficient covariances (D > N) stay finite and non-negative
-    assert frechet_distance(rng.standard_normal((3, 10)), rng.standard_normal((4, 10))) >= 0.0
+    # the same covariance, means 1e-12 apart: 5e-24 by the closed form, not a rounding error that a clamp hides
+    assert frechet_distance(a, a + 1e-12) == pytest.approx(0.0, abs=1e-10)
+    # rank-deficient covariances (D > N): finite, and Tr (C_a C_b)^(1/2) from the eigenvalues of C_a C_b
+    c, d = rng.standard_normal((3, 10)), rng.standard_normal((4, 10)) + 0.5
+    ca, cb = np.cov(c, rowvar=False), np.cov(d, rowvar=False)
+    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvals(ca @ cb).real, 0, None)).sum()
+    expected = np.sum((c.mean(0) - d.mean(0)) ** 2) + np.trace(ca) + np.trace(cb) - 2 * tr_sqrt
+    fd = frechet_distance(c, d)
+    assert np.isfinite(fd) and fd == pytest.approx(expected, rel=1e-6)
 
 
 def test_frechet_distance_bad_inputs():

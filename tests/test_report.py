@@ -122,19 +122,33 @@ def test_a_sampler_diverged_at_its_costliest_setting_has_no_say_in_the_converged
 
 
 def test_sweep_on_a_trained_model(tiny_model, digits_train):
+    import torch
+
     from vsgm.data import load_prepared
+    from vsgm.metrics import frechet_distance
     from vsgm.models import load_trained
-    from vsgm.quality import train_classifier
+    from vsgm.quality import features, train_classifier
+    from vsgm.samplers import SamplerSettings, parse_sampler, sample
+    from vsgm.sampling import draw
+    from vsgm.score import make_score_fn
     from vsgm.sweep import sweep
 
     data = load_prepared(digits_train)
     clf, acc = train_classifier(data.images, data.labels, epochs=1)
     assert acc > 0.3  # ten classes: well above chance after one epoch
-    table = sweep(load_trained(tiny_model), clf, data.images[:200].float() / 127.5 - 1, ["em", "ode-bosh3"],
-                  steps=[2, 4], tolerances=[1e-1], num_samples=16, batch_size=16)
-    assert list(zip(table.sampler, table.num_steps.fillna(0), table.nfe)) == [
-        ("em", 2, 2), ("em", 4, 4), ("ode-bosh3", 0, table.nfe.iloc[2])]
-    assert table.fd.notna().all() and (table.fd >= 0).all()
+    model, reference = load_trained(tiny_model), data.images[:200].float() / 127.5 - 1
+    table = sweep(model, clf, reference, ["em", "ode-bosh3"], steps=[2, 4], tolerances=[1e-1], num_samples=16,
+                  batch_size=16)
+    # bosh3 at tolerance 0.1 from the same prior draw, outside the sweep: the sweep records what the solve spent
+    eps = model.options["eps"]
+    bosh3 = sample(make_score_fn(model.net, model.sde), model.sde, (16, 1, 8, 8), "ode-bosh3",
+                   SamplerSettings(eps=eps, atol=0.1, rtol=0.1), generator=torch.Generator().manual_seed(0))
+    assert list(zip(table.sampler, table.num_steps.fillna(0), table.tol.fillna(0), table.nfe)) == [
+        ("em", 2, 0, 2), ("em", 4, 0, 4), ("ode-bosh3", 0, 0.1, bosh3.nfe)]
+    # the FD of em at 4 steps, from its samples and the reference's features
+    samples, _ = draw(model, parse_sampler("em"), 16, 16, SamplerSettings(num_steps=4, eps=eps))
+    fd = frechet_distance(features(clf, samples).double().numpy(), features(clf, reference).double().numpy())
+    assert np.isfinite(table.fd).all() and table.fd.iloc[1] == pytest.approx(fd, rel=1e-9)
     assert (table.kid_lo <= table.kid_hi).all() and table.precision.between(0, 1).all()
 
 

@@ -5,7 +5,7 @@ import os
 import torch
 
 from vsgm import timing
-from vsgm.samplers import sample, warm_up
+from vsgm.samplers import SamplerSettings, sample, warm_up
 from vsgm.sde import VESDE
 
 
@@ -56,7 +56,7 @@ def test_sampler_seconds_come_from_the_synchronised_clock_and_its_warm_up_is_not
 
     ev = Events()
     monkeypatch.setitem(timing.SYNCHRONIZE, "cpu", ev.mark("sync"))  # the CPU stands in for a GPU
-    res = sample(score, sde, (3, 1, 4, 4), "em", num_steps=5, generator=torch.Generator().manual_seed(0),
+    res = sample(score, sde, (3, 1, 4, 4), "em", SamplerSettings(num_steps=5), generator=torch.Generator().manual_seed(0),
                  warmup=warm_up(score, (3, 1, 4, 4), "cpu"))
     assert res.nfe == 5 and len(calls) == 6  # five steps plus the warm-up, which is not counted
     assert ev.log.count("sync") == 2 and res.seconds > 0

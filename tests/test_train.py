@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -56,7 +57,7 @@ def test_same_seed_same_weights(tiny_options, digits_train, tmp_path):
 
 def test_conditional_training_and_guided_sampling(tiny_options, digits_train, tmp_path):
     from vsgm.sampling import draw
-    from vsgm.samplers import parse_sampler
+    from vsgm.samplers import SamplerSettings, parse_sampler
 
     tiny_options.update(n_epochs=1, warmup=0, conditional=True, n_classes=10)
     train(tiny_options, digits_train, tmp_path)
@@ -64,7 +65,7 @@ def test_conditional_training_and_guided_sampling(tiny_options, digits_train, tm
     assert model.net.label_emb.num_embeddings == 11
     images_through_net = []
     model.net.register_forward_hook(lambda module, args, out: images_through_net.append(len(args[0])))
-    samples, cost = draw(model, parse_sampler("em"), 6, 4, num_steps=5, eps=1e-3, cfg=3.0)
+    samples, cost = draw(model, parse_sampler("em"), 6, 4, SamplerSettings(num_steps=5, eps=1e-3), cfg=3.0)
     assert samples.shape == (6, 1, 8, 8) and cost["nfe"] == 5
     # each guided score runs the network on the conditional and the unconditional copy of every image
     # (the first pass is the untimed warm-up of sampling, vsgm.samplers.warm_up: one guided score of a batch)
@@ -122,9 +123,9 @@ def test_impossible_options_refused_before_training(tiny_options, digits_train, 
     assert not any(tmp_path.iterdir())
 
 
-def test_checkpoint_errors_name_the_file(tiny_options, digits_train, tmp_path):
-    tiny_options.update(n_epochs=1, warmup=0)
-    train(tiny_options, digits_train, tmp_path)
+def test_checkpoint_errors_name_the_file(tiny_model, tmp_path):
+    for name in ("model.safetensors", "model.json"):  # a copy of the shared model, which stays read-only
+        shutil.copy(tiny_model.parent / name, tmp_path / name)
     path = tmp_path / "model.safetensors"
     data = path.read_bytes()
     truncated = tmp_path / "trunc" / "model.safetensors"

@@ -125,7 +125,7 @@ def bench_scorers(options, channels, size, batch, device, repeats, table_rows: i
 @torch.no_grad()
 def bench_samplers(options, channels, size, batch, device, names) -> dict[str, float]:
     """Seconds per score evaluation of each sampler (a few steps, untrained network)."""
-    from .samplers import sample, warm_up
+    from .samplers import SamplerSettings, sample, warm_up
     from .score import make_score_fn
 
     net = _model(options, channels, size, device).eval()
@@ -135,8 +135,8 @@ def bench_samplers(options, channels, size, batch, device, names) -> dict[str, f
     for name in names:
         g = torch.Generator(device=device).manual_seed(0)
         shape = (batch, channels, size, size)
-        res = sample(score, sde, shape, name, num_steps=4, atol=1e-3, rtol=1e-3, generator=g, device=device,
-                     warmup=warm_up(score, shape, device))
+        res = sample(score, sde, shape, name, SamplerSettings(num_steps=4, atol=1e-3, rtol=1e-3), generator=g,
+                     device=device, warmup=warm_up(score, shape, device))
         out[f"sampler_{name}_s_per_nfe"] = res.seconds / max(res.nfe, 1)
     return out
 

@@ -12,17 +12,16 @@ import torch
 from .io import atomic_path, write_json
 from .models import TrainedModel
 from .progress import progress as progress_bar
-from .samplers import Counted, SamplerSpec, expected_nfe, sample, warm_up
+from .samplers import Counted, SamplerSettings, SamplerSpec, method, sample, warm_up
 from .score import make_score_fn
 from .viz import save_image_grid
 
 
-def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: int, num_steps: int,
-         eps: float, snr: float = 0.16, atol: float = 1e-6, rtol: float = 1e-6, cfg: float = 1.0,
-         seed: int = 0, device: str | torch.device = "cpu",
-         progress: bool = False, finite: bool = True, denoise: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Sample ``num_samples`` images in batches (``progress``: a counter of score evaluations on stderr;
-    ``denoise``: a final Tweedie step, see ``vsgm.samplers.tweedie_denoise``).
+def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: int, settings: SamplerSettings,
+         cfg: float = 1.0, seed: int = 0, device: str | torch.device = "cpu",
+         progress: bool = False, finite: bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Sample ``num_samples`` images in batches with the sampler's ``settings`` (``progress``: a counter of score
+    evaluations on stderr).
 
     ``finite``: refuse (ValueError) a batch with NaN or infinite values at once; the solver sweep keeps
     them (a diverged setting is one of its results).
@@ -36,9 +35,7 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
     g = torch.Generator(device=device).manual_seed(seed)
     dims = model.options["dims"]
     outs, nfes, seconds = [], [], 0.0
-    per_batch = expected_nfe(spec, num_steps)
-    if per_batch:
-        per_batch += int(denoise)  # the denoising step's score evaluation
+    per_batch = method(spec).expected_nfe(settings)
     batches = -(-num_samples // batch_size)
     bar = progress_bar(desc=f"{spec.name}, {num_samples} samples", unit="NFE", disable=not progress,
                        total=per_batch * batches if per_batch else None)
@@ -53,8 +50,7 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
             warmup = warm_up(score, shape, device) if start == 0 else None  # the first batch pays no start-up
             if progress:
                 score = Counted(score, tick=bar.update)
-            res = sample(score, model.sde, shape, spec, num_steps=num_steps, eps=eps, snr=snr, atol=atol, rtol=rtol,
-                         generator=g, device=device, denoise=denoise, warmup=warmup)
+            res = sample(score, model.sde, shape, spec, settings, generator=g, device=device, warmup=warmup)
             bad = int((~torch.isfinite(res.samples)).sum())
             if bad and finite:  # refused before anything is written (a clamp would make them black or white)
                 raise ValueError(f"{spec.name} gave {bad} non-finite value(s) in samples {start}-{start + n - 1} "
@@ -71,8 +67,8 @@ def draw(model: TrainedModel, spec: SamplerSpec, num_samples: int, batch_size: i
             "grid": spec.grid.value if spec.kind == "ode" else None, "nfe": float(np.mean(nfes)),
             "network_evals": float(np.mean(nfes)) * (2 if guided else 1),
             "seconds": seconds, "samples_per_s": num_samples / max(seconds, 1e-9), "num_samples": num_samples,
-            "num_steps": num_steps, "atol": atol, "rtol": rtol, "eps": eps, "cfg": cfg, "seed": seed,
-            "denoise": denoise}
+            "num_steps": settings.num_steps, "atol": settings.atol, "rtol": settings.rtol, "eps": settings.eps,
+            "cfg": cfg, "seed": seed, "denoise": settings.denoise}
     return torch.cat(outs), cost
 
 

@@ -12,6 +12,7 @@ interval (see notes on torchdiffeq), and a NaN there kills the solve.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -78,6 +79,46 @@ class VESDE:
     def perturb(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_t = x_0 + std(t) * noise, with t of shape (batch,)."""
         return x0 + noise * _expand(self.marginal_std(t), x0)
+
+    def reverse(self, score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                probability_flow: bool = False) -> ReverseSDE:
+        """The reverse-time SDE for the score s(x, t), or with ``probability_flow`` its probability-flow ODE
+        (score_sde's ``sde.reverse(score_fn, probability_flow)``)."""
+        return ReverseSDE(self, score, probability_flow)
+
+
+class ReverseSDE:
+    """The reverse-time VE SDE dx = [f - g(t)^2 s(x, t)] dt + g(t) dw (Song et al., ICLR 2021, eq. 6), or with
+    ``probability_flow`` the ODE dx = [f - 1/2 g(t)^2 s(x, t)] dt (eq. 13); f = 0 for the VE SDE. Every sampler
+    and the likelihood take the drift from here.
+
+    Times may come in float64 (the samplers' grids); g is evaluated at that precision and the score at the
+    samples' dtype.
+    """
+
+    def __init__(self, sde: VESDE, score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 probability_flow: bool = False):
+        self.sde, self.score, self.probability_flow = sde, score, probability_flow
+        self.weight = 0.5 if probability_flow else 1.0  # of the g^2 s term
+
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """f - w g(t)^2 s(x, t), w = 1 (SDE) or 1/2 (ODE); g^2 is formed in the samples' dtype."""
+        return -self.weight * self.sde.diffusion(t).to(x.dtype) ** 2 * self.score(x, t.to(x.dtype))
+
+    def log_std_drift(self, x: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+        """The drift with rho = log std(t) as the time variable: drift * dt/drho = -2 w std^2 s(x, t(rho)),
+        since drho/dt = g^2 / (2 std^2); finite for every rho."""
+        t = self.sde.time_from_log_std(log_std).to(x.dtype)
+        return -2 * self.weight * torch.exp(2 * log_std).to(x.dtype) * self.score(x, t)
+
+    def discretize(self, x: torch.Tensor, t: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One Euler-Maruyama step back in time from t by dt > 0: (the mean's increment -drift * dt =
+        w g(t)^2 dt s(x, t), the noise's scale g(t) sqrt(dt), zero for the ODE). g(t)^2 dt is formed at the
+        times' precision before it meets the samples' dtype."""
+        g2dt = self.sde.diffusion(t) ** 2 * dt
+        increment = (self.weight * g2dt).to(x.dtype) * self.score(x, t.to(x.dtype))
+        noise = torch.zeros((), dtype=x.dtype, device=x.device) if self.probability_flow else torch.sqrt(g2dt)
+        return increment, noise.to(x.dtype)
 
 
 def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from .models import TrainedModel
 from .progress import progress
 from .quality import SmallClassifier, features
 from .quality_metrics import HIGHER_IS_BETTER, METRICS, N_BOOT, quality_metrics
-from .samplers import parse_sampler
+from .samplers import SamplerSettings, method, parse_sampler
 from .sampling import draw
 
 
@@ -50,13 +50,14 @@ def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Ten
     """
     ref_feats = features(classifier, reference).double().numpy()
     rows = []
-    settings = [(name, n, None) for name in samplers if not _adaptive(name) for n in steps]
-    settings += [(name, None, tol) for name in samplers if _adaptive(name) for tol in tolerances]
-    for name, n, tol in progress(settings, desc="sweep", unit="settings"):
+    base = SamplerSettings(eps=model.options["eps"], denoise=denoise)
+    # each sampler over the setting it varies (num_steps, or atol = rtol of the adaptive ones), fixed-step ones first
+    runs = [(name, n, None) for name in samplers if not method(name).adaptive for n in steps]
+    runs += [(name, None, tol) for name in samplers if method(name).adaptive for tol in tolerances]
+    for name, n, tol in progress(runs, desc="sweep", unit="settings"):
         spec = parse_sampler(name)
-        samples, cost = draw(model, spec, num_samples, batch_size, num_steps=n or 1, eps=model.options["eps"],
-                             atol=tol or 1e-6, rtol=tol or 1e-6, seed=seed, device=device, finite=False,
-                             denoise=denoise)
+        settings = method(spec).vary(base, tol if method(spec).adaptive else n)
+        samples, cost = draw(model, spec, num_samples, batch_size, settings, seed=seed, device=device, finite=False)
         quality = {f"{m}{b}": np.nan for m in METRICS for b in ("", "_lo", "_hi")}
         if torch.isfinite(samples).all():
             quality = quality_metrics(features(classifier, samples).double().numpy(), ref_feats, n_boot=n_boot,
@@ -65,11 +66,6 @@ def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Ten
                      "grid": cost["grid"], "num_steps": n, "tol": tol, "denoise": denoise, "nfe": cost["nfe"],
                      "seconds": cost["seconds"], **quality})
     return pd.DataFrame(rows)
-
-
-def _adaptive(name: str) -> bool:
-    spec = parse_sampler(name)
-    return spec.kind == "ode" and spec.solver.adaptive
 
 
 def _converged(group: pd.DataFrame, metric: str) -> pd.Series | None:

@@ -36,7 +36,7 @@ from .models import micro_batch_size, network_identity, unet_config
 from .options import SAMPLE
 from .precision import launch_device, resolve_precision
 from .progress import progress
-from .samplers import sample, spec_from_options
+from .samplers import SamplerSettings, sample, spec_from_options
 from .score import make_score_fn
 from .sde import VESDE
 from .step import accumulate_dsm_gradients, adamw, ema_decay, load_optimizer_state, update_ema
@@ -366,8 +366,8 @@ class Trainer:
             y = torch.arange(o["num_samples"], device=self.acc.device) % o["n_classes"]
         score = make_score_fn(self.ema.eval(), self.sde, y=y, cfg=o["cfg"], null_label=o["n_classes"])
         shape = (o["num_samples"], self.input_channels, *([self.input_size] * o["dims"]))
-        res = sample(score, self.sde, shape, spec_from_options(o), num_steps=o["num_steps"], eps=o["eps"],
-                     snr=o["snr"], atol=o["atol"], rtol=o["rtol"], generator=g, device=self.acc.device)
+        settings = SamplerSettings(num_steps=o["num_steps"], eps=o["eps"], snr=o["snr"], atol=o["atol"], rtol=o["rtol"])
+        res = sample(score, self.sde, shape, spec_from_options(o), settings, generator=g, device=self.acc.device)
         if o["dims"] == 2:
             images = self.codec.decode(res.samples) if self.codec else res.samples
             save_image_grid(images, self.out_dir / "progress" / f"epoch_{epoch:04d}.png")

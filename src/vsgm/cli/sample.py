@@ -32,6 +32,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from ..device import pick_device
     from ..guards import refuse_existing
     from ..models import load_trained
+    from ..samplers import SamplerSettings
     from ..sampling import draw, sample_paths, write_samples
 
     spec = sampler_spec(args)
@@ -41,9 +42,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     model = load_trained(args.checkpoint, device)
     eps = args.eps if args.eps is not None else model.options["eps"]
-    samples, cost = draw(model, spec, args.num_samples, args.batch_size, args.num_steps, eps, snr=args.snr,
-                         atol=args.atol, rtol=args.rtol, cfg=args.cfg, seed=args.seed, device=device,
-                         progress=True, denoise=args.denoise)
+    settings = SamplerSettings(num_steps=args.num_steps, eps=eps, snr=args.snr, atol=args.atol, rtol=args.rtol,
+                               denoise=args.denoise)
+    samples, cost = draw(model, spec, args.num_samples, args.batch_size, settings, cfg=args.cfg, seed=args.seed,
+                         device=device, progress=True)
     cost["dataset"] = model.meta.get("dataset")
     cost["model"] = Path(args.checkpoint).parent.name  # the model's key (results/{model}/model.safetensors)
     paths = write_samples(samples, cost, prefix)
