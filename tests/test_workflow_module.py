@@ -55,6 +55,17 @@ def refusal(config: dict) -> str:
 # -- the config check ----------------------------------------------------------------------------
 
 
+def test_the_schema_takes_every_sampler_name_and_only_those():
+    """The schema's sampler names come from vsgm.sampler_names (one list), for samplers and the sweep's."""
+    from vsgm.sampler_names import all_sampler_names
+
+    names = all_sampler_names()
+    assert plan_of(samplers=names).samplers() == names
+    plan_of(sweep={"enabled": True, "samplers": names})
+    for bad in ("ode-rk5", "ode-euler-log", "EM", "pc-logstd"):
+        assert f"sweep.samplers.0: '{bad}' does not match" in refusal(base_config(sweep={"samplers": [bad]}))
+
+
 @pytest.mark.parametrize("section, changes, names", [
     ("train", {"n_epoch": 3}, ["unknown key train.n_epoch (valid in train: n_epochs,"]),  # typo of n_epochs
     ("train", {"n_epochs": "ten"}, ["train.n_epochs: 'ten' is not of type 'integer'"]),  # jsonschema's message

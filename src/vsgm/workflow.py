@@ -20,6 +20,7 @@ import yaml
 from vsgm.checks import combination_problems, range_problems
 from vsgm.data.registry import Source, dataset_names, get_info, medmnist_size, native_size
 from vsgm.replicates import base_of, instances, replicate_of
+from vsgm.sampler_names import SAMPLER_PATTERN
 from vsgm.unet_config import UNetConfig
 
 PREPARED = "resources/prepared"
@@ -165,8 +166,11 @@ def schema_problem(config: dict, schema: dict) -> str | None:
 
 
 def load_schema(path: str | os.PathLike) -> dict:
+    """The workflow's schema, its sampler names' pattern taken from vsgm.sampler_names (one list)."""
     with open(path) as f:
-        return yaml.safe_load(f)
+        schema = yaml.safe_load(f)
+    schema["$defs"]["sampler"]["pattern"] = SAMPLER_PATTERN.pattern
+    return schema
 
 
 # -- the checks a schema cannot make ----------------------------------------------------------------
