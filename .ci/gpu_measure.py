@@ -21,9 +21,9 @@ import yaml
 
 from vsgm.data import load_prepared
 from vsgm.models import load_trained
-from vsgm.ood import FeatureConfig, compute_features
+from vsgm.ood import FeatureConfig, outlier_features
 from vsgm.samplers import SamplerSettings, parse_sampler
-from vsgm.sampling import draw
+from vsgm.sample_batches import draw
 from vsgm.timing import timed
 
 BENCHMARK = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/benchmark.yaml").read_text())
@@ -54,13 +54,13 @@ def features(checkpoint: str, data: str, out: str) -> None:
     result = {"batch_size": batch}
     for bpd, n in ((False, min(len(images), 8 * batch)), (True, min(len(images), batch))):
         cfg = FeatureConfig(levels=f["levels"], bpd=bpd, bpd_steps=f["bpd_steps"])
-        _, seconds = timed(lambda: compute_features(model, images[:n], cfg, batch, "cuda", progress=False), "cuda",
-                           warmup=lambda: compute_features(model, images[:batch], cfg, batch, "cuda", progress=False))
+        _, seconds = timed(lambda: outlier_features(model, images[:n], cfg, batch, "cuda", progress=False), "cuda",
+                           warmup=lambda: outlier_features(model, images[:batch], cfg, batch, "cuda", progress=False))
         result[f"images_per_s{'_bpd' if bpd else ''}"] = n / seconds
         print(result, flush=True)
     cfg = FeatureConfig(levels=f["levels"], bpd=True, bpd_steps=f["bpd_steps"])
-    gpu = compute_features(model, images[:64], cfg, 64, "cuda", progress=False)
-    cpu = compute_features(load_trained(checkpoint, "cpu"), images[:64], cfg, 64, "cpu", progress=False)
+    gpu = outlier_features(model, images[:64], cfg, 64, "cuda", progress=False)
+    cpu = outlier_features(load_trained(checkpoint, "cpu"), images[:64], cfg, 64, "cpu", progress=False)
     diff = (gpu - cpu).abs().max()
     result["cpu_vs_cuda_max_abs_diff"] = {k: float(v) for k, v in diff.items() if k != "index"}
     result["cpu_vs_cuda_max_rel_diff"] = {k: float(((gpu[k] - cpu[k]).abs() / cpu[k].abs().clip(lower=1e-12)).max())

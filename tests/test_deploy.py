@@ -68,14 +68,14 @@ def test_parse_time_modules_import_neither_torch_nor_numpy():
 def test_imported_model_is_not_retrained(tmp_path):
     """A seed checkpoint imported to results/digits/ is used as it is: no train job for it."""
     from vsgm.cli import main
-    from vsgm.models import unet_config
+    from vsgm.unet_config import UNetConfig
     from vsgm.options import defaults
     from vsgm.unet import UNetModel
 
     wf = workflow_copy(tmp_path)
     unet = yaml.safe_load((wf / "config" / "test.yaml").read_text())["unet"]
     options = {**defaults(), **unet}
-    net = UNetModel(unet_config(options, 1, 8))
+    net = UNetModel(UNetConfig.from_options(options, 1, 8))
     ckpt = tmp_path / "VanSGM_digits.pt"
     torch.save({seed_key(k): v for k, v in net.state_dict().items()}, ckpt)
     args = []

@@ -33,9 +33,9 @@ def test_codec_shapes_and_round_trip_scale(tiny_vae):
 def test_latent_training_sampling_and_scoring(tiny_options, digits_train, tiny_vae, tmp_path):
     from vsgm.data import load_prepared
     from vsgm.models import load_trained
-    from vsgm.ood import FeatureConfig, compute_features
+    from vsgm.ood import FeatureConfig, outlier_features
     from vsgm.samplers import SamplerSettings, parse_sampler
-    from vsgm.sampling import draw
+    from vsgm.sample_batches import draw
     from vsgm.train import train
 
     tiny_options.update(latent=True, vae=str(tiny_vae), n_epochs=1, warmup=0, channel_mult=[1],
@@ -46,7 +46,7 @@ def test_latent_training_sampling_and_scoring(tiny_options, digits_train, tiny_v
     assert model.net.config.in_channels == 2 and model.net.config.image_size == 4
     samples, cost = draw(model, parse_sampler("ode-euler"), 5, 5, SamplerSettings(num_steps=3, eps=1e-3))
     assert samples.shape == (5, 1, 8, 8) and samples.abs().max() <= 1 and cost["nfe"] == 3
-    feats = compute_features(model, load_prepared(digits_train).images[:10], FeatureConfig(), progress=False)
+    feats = outlier_features(model, load_prepared(digits_train).images[:10], FeatureConfig(), progress=False)
     assert len(feats) == 10 and feats.drop(columns="index").notna().all().all()
 
 

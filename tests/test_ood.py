@@ -9,7 +9,7 @@ from torch import nn
 from vsgm.losses import dsm_loss, expected_oracle_loss
 from vsgm.metrics import auroc
 from vsgm.models import TrainedModel
-from vsgm.ood import (BPD_STREAM, FeatureConfig, FisherScorer, KNNScorer, compute_features, fit_split, image_noise,
+from vsgm.ood import (BPD_STREAM, FeatureConfig, FisherScorer, KNNScorer, outlier_features, fit_split, image_noise,
                       score_table, tail_p_values)
 from vsgm.options import defaults
 from vsgm.sde import VESDE
@@ -57,7 +57,7 @@ def test_dsm_loss_of_the_oracle_matches_its_analytic_value():
 def test_msma_detects_outliers_in_both_directions_loss_only_one():
     model = oracle_model()
     cfg = FeatureConfig(n_draws=4)
-    feats = {name: compute_features(model, gaussian_images(std, 600, seed), cfg, progress=False)
+    feats = {name: outlier_features(model, gaussian_images(std, 600, seed), cfg, progress=False)
              for name, std, seed in [("train", DATA_STD, 0), ("test", DATA_STD, 1), ("narrow", 0.08, 2),
                                      ("wide", 0.6, 3)]}
     fit_rows, _ = fit_split(len(feats["train"]))
@@ -108,22 +108,22 @@ def test_calibrated_p_values_of_new_in_distribution_images_are_uniform():
 def test_features_are_deterministic_and_checked():
     model = oracle_model()
     imgs = gaussian_images(DATA_STD, 50, 0)
-    a = compute_features(model, imgs, FeatureConfig(), progress=False)
-    b = compute_features(model, imgs, FeatureConfig(), progress=False, batch_size=7)
+    a = outlier_features(model, imgs, FeatureConfig(), progress=False)
+    b = outlier_features(model, imgs, FeatureConfig(), progress=False, batch_size=7)
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5)
     assert list(a.columns[:6]) == ["index", "loss_t0.001", "loss_t0.01", "loss_t0.05", "loss_t0.1", "loss_t0.2"]
     with pytest.raises(ValueError, match="do not match the model"):
-        compute_features(model, gaussian_images(DATA_STD, 5, 0, size=8), FeatureConfig(), progress=False)
+        outlier_features(model, gaussian_images(DATA_STD, 5, 0, size=8), FeatureConfig(), progress=False)
 
 
 def random_model(options, std):
     """An 8x8 one-channel UNet with normal(0, std) weights everywhere (a trained model's output layer is
     not zero, and a zero one would hide everything else)."""
-    from vsgm.models import unet_config
+    from vsgm.unet_config import UNetConfig
     from vsgm.unet import UNetModel
 
     torch.manual_seed(0)
-    net = UNetModel(unet_config(options, 1, 8)).eval()
+    net = UNetModel(UNetConfig.from_options(options, 1, 8)).eval()
     for p in net.parameters():
         torch.nn.init.normal_(p, std=std)
     return TrainedModel(net, options, {"channels": 1, "size": 8})
@@ -136,22 +136,22 @@ def test_features_in_cache_sized_chunks_equal_one_pass(tiny_options, monkeypatch
     # applied after the norm: at 16 channels a GroupNorm has one channel per group and would erase it
     model = random_model({**tiny_options, "use_scale_shift_norm": True}, std=0.2)
     imgs = torch.randint(0, 256, (9, 1, 8, 8), dtype=torch.uint8)
-    whole = compute_features(model, imgs, FeatureConfig(), progress=False)
+    whole = outlier_features(model, imgs, FeatureConfig(), progress=False)
     monkeypatch.setattr(vsgm.unet, "CPU_CHUNK_BYTES", 1)  # one image per network pass
-    chunked = compute_features(model, imgs, FeatureConfig(), progress=False)
+    chunked = outlier_features(model, imgs, FeatureConfig(), progress=False)
     pd.testing.assert_frame_equal(whole, chunked, check_exact=False, rtol=1e-4, atol=1e-5)
 
 
 def test_bpd_of_a_conditional_model_uses_its_unconditional_score(tiny_options):
     from vsgm.likelihood import bits_per_dim, log_likelihood
     from vsgm.samplers import Grid, Solver
-    from vsgm.score import make_score_fn
+    from vsgm.score_function import make_score_fn
 
     options = {**tiny_options, "conditional": True, "n_classes": 3}
     model = random_model(options, std=0.1)
     imgs = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
     cfg = FeatureConfig(levels=2, bpd=True, bpd_steps=2)
-    bpd = compute_features(model, imgs, cfg, progress=False)["bpd"].to_numpy()
+    bpd = outlier_features(model, imgs, cfg, progress=False)["bpd"].to_numpy()
     null = torch.full((3,), model.null_label)
     x = model.to_input(imgs)
     signs = image_noise(tuple(x.shape), 0, 1, cfg.seed, "cpu", BPD_STREAM).sign()
@@ -166,9 +166,9 @@ def test_bpd_does_not_depend_on_the_batch_size(tiny_options):
     model = random_model({**tiny_options, "use_scale_shift_norm": True}, std=0.1)
     imgs = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
     cfg = FeatureConfig(levels=2, bpd=True, bpd_steps=2)
-    whole, pairs = (compute_features(model, imgs, cfg, batch_size=b, progress=False)["bpd"] for b in (5, 2))
+    whole, pairs = (outlier_features(model, imgs, cfg, batch_size=b, progress=False)["bpd"] for b in (5, 2))
     np.testing.assert_allclose(pairs.to_numpy(), whole.to_numpy(), rtol=1e-5)
-    other_seed = compute_features(model, imgs, FeatureConfig(levels=2, bpd=True, bpd_steps=2, seed=1),
+    other_seed = outlier_features(model, imgs, FeatureConfig(levels=2, bpd=True, bpd_steps=2, seed=1),
                                   batch_size=5, progress=False)["bpd"]
     assert not np.allclose(other_seed.to_numpy(), whole.to_numpy(), rtol=1e-5)  # the vectors matter
 

@@ -22,7 +22,7 @@ def write_pair(tmp_path, model, out, shift):
 
 
 def write_sample(tmp_path, model, sampler, nfe):
-    from vsgm.sampling import write_samples
+    from vsgm.sample_batches import write_samples
     import torch
 
     cost = {"sampler": sampler, "solver": None, "grid": None, "nfe": nfe, "seconds": nfe / 100,
@@ -127,10 +127,10 @@ def test_sweep_on_a_trained_model(tiny_model, digits_train):
     from vsgm.data import load_prepared
     from vsgm.metrics import frechet_distance
     from vsgm.models import load_trained
-    from vsgm.quality import features, train_classifier
+    from vsgm.quality import classifier_features, train_classifier
     from vsgm.samplers import SamplerSettings, parse_sampler, sample
-    from vsgm.sampling import draw
-    from vsgm.score import make_score_fn
+    from vsgm.sample_batches import draw
+    from vsgm.score_function import make_score_fn
     from vsgm.sweep import sweep
 
     data = load_prepared(digits_train)
@@ -147,7 +147,7 @@ def test_sweep_on_a_trained_model(tiny_model, digits_train):
         ("em", 2, 0, 2), ("em", 4, 0, 4), ("ode-bosh3", 0, 0.1, bosh3.nfe)]
     # the FD of em at 4 steps, from its samples and the reference's features
     samples, _ = draw(model, parse_sampler("em"), 16, 16, SamplerSettings(num_steps=4, eps=eps))
-    fd = frechet_distance(features(clf, samples).double().numpy(), features(clf, reference).double().numpy())
+    fd = frechet_distance(*(classifier_features(clf, x).double().numpy() for x in (samples, reference)))
     assert np.isfinite(table.fd).all() and table.fd.iloc[1] == pytest.approx(fd, rel=1e-9)
     assert (table.kid_lo <= table.kid_hi).all() and table.precision.between(0, 1).all()
 

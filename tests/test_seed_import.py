@@ -2,7 +2,7 @@
 
 The two test vectors were computed with the seed's own network (its ADM UNet, parameters set by a
 formula, the seed's t and output conventions); here a state dict with the seed's key names is built by
-the same formula, saved with torch.save, imported through the CLI and scored through vsgm.score.
+the same formula, saved with torch.save, imported through the CLI and scored through vsgm.score_function.
 """
 
 import json
@@ -15,7 +15,7 @@ import torch
 
 from vsgm.cli import main
 from vsgm.models import load_trained
-from vsgm.score import make_score_fn, network_output
+from vsgm.score_function import make_score_fn, network_output
 
 KEYS_FILE = Path(__file__).parent / "data" / "seed_unet_keys.txt"
 FLAGS = ["--model_channels", "32", "--num_res_blocks", "1", "--channel_mult", "1", "2",

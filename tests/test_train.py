@@ -56,7 +56,7 @@ def test_same_seed_same_weights(tiny_options, digits_train, tmp_path):
 
 
 def test_conditional_training_and_guided_sampling(tiny_options, digits_train, tmp_path):
-    from vsgm.sampling import draw
+    from vsgm.sample_batches import draw
     from vsgm.samplers import SamplerSettings, parse_sampler
 
     tiny_options.update(n_epochs=1, warmup=0, conditional=True, n_classes=10)
@@ -247,13 +247,13 @@ def test_micro_batches_add_up_to_the_whole_batch_gradient(tiny_options, micro_ba
     from accelerate import Accelerator
 
     from vsgm.losses import dsm_draws
-    from vsgm.models import unet_config
+    from vsgm.unet_config import UNetConfig
     from vsgm.sde import VESDE
     from vsgm.step import accumulate_dsm_gradients
     from vsgm.unet import UNetModel
 
     torch.manual_seed(0)
-    net, sde, acc = UNetModel(unet_config(tiny_options, 1, 8)), VESDE(25.0), Accelerator(cpu=True)
+    net, sde, acc = UNetModel(UNetConfig.from_options(tiny_options, 1, 8)), VESDE(25.0), Accelerator(cpu=True)
     for p in net.parameters():  # zero-initialised output layers would leave most gradients at zero
         torch.nn.init.normal_(p, std=0.1)
     x = torch.rand(10, 1, 8, 8) * 2 - 1

@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import fused
 from .losses import dsm_loss_at
-from .models import TrainedModel, unet_config
+from .models import TrainedModel
 from .options import option
 from .peak import Limit, fraction, measure_limit, settle
 from .precision import DTYPES, resolve_precision
@@ -27,6 +27,7 @@ from .scorer_table import SCORER_TABLE
 from .sde import VESDE
 from .timing import best_time
 from .unet import UNetModel
+from .unet_config import UNetConfig
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
@@ -38,7 +39,7 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 def _model(options: dict[str, Any], channels: int, size: int, device: torch.device) -> UNetModel:
     torch.manual_seed(0)
-    return UNetModel(unet_config(options, channels, size)).to(device)
+    return UNetModel(UNetConfig.from_options(options, channels, size)).to(device)
 
 
 def bench_train(options, channels, size, batch, device, repeats, autocast) -> dict[str, float]:
@@ -88,7 +89,7 @@ def bench_inference(options, channels, size, batch, device, repeats, autocast_dt
 
 
 def feature_table(cfg, rows: int, seed: int) -> pd.DataFrame:
-    """Random features under the column names ``compute_features`` writes (for timing the scorers)."""
+    """Random features under the column names ``outlier_features`` writes (for timing the scorers)."""
     loss_names, norm_names = cfg.columns()
     names = [*loss_names, *norm_names, "bpd"]
     return pd.DataFrame(np.random.default_rng(seed).normal(size=(rows, len(names))), columns=names)
@@ -126,7 +127,7 @@ def bench_scorers(options, channels, size, batch, device, repeats, table_rows: i
 def bench_samplers(options, channels, size, batch, device, names) -> dict[str, float]:
     """Seconds per score evaluation of each sampler (a few steps, untrained network)."""
     from .samplers import SamplerSettings, sample, warm_up
-    from .score import make_score_fn
+    from .score_function import make_score_fn
 
     net = _model(options, channels, size, device).eval()
     sde = VESDE(options["sigma"])

@@ -12,7 +12,7 @@ import math
 import torch
 
 from .samplers import Counted, Grid, Solver, ode_drift, ode_endpoints, solve_ode
-from .score import ScoreFn
+from .score_function import ScoreFn
 from .sde import VESDE
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .score import network_output
+from .score_function import network_output
 from .sde import VESDE
 
 

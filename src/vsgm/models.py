@@ -15,37 +15,11 @@ from .guards import check_fields
 from .io import sidecar
 from .options import MODEL, SDE
 from .data.loader import normalise
-from .score import parametrisation_of
+from .score_function import parametrisation_of
 from .sde import VESDE
 from .unet import UNetConfig, UNetModel, cpu_chunk
 
 log = logging.getLogger(__name__)
-
-
-def unet_config(options: dict[str, Any], channels: int, size: int) -> UNetConfig:
-    """UNetConfig from seed-named options (conditional models get n_classes + 1 labels).
-
-    Args:
-        options: seed-named options (model_channels, channel_mult, ...).
-        channels: input channels of the data the model sees.
-        size: spatial size of the data the model sees.
-
-    Returns:
-        A validated UNetConfig.
-    """
-    cfg = UNetConfig(
-        image_size=size, in_channels=channels,
-        model_channels=options["model_channels"], num_res_blocks=options["num_res_blocks"],
-        attention_resolutions=tuple(options["attention_resolutions"]), dropout=options["dropout"],
-        channel_mult=tuple(options["channel_mult"]), conv_resample=options["conv_resample"],
-        dims=options["dims"], num_heads=options["num_heads"], num_head_channels=options["num_head_channels"],
-        use_scale_shift_norm=options["use_scale_shift_norm"], resblock_updown=options["resblock_updown"],
-        use_new_attention_order=options["use_new_attention_order"],
-        use_checkpoint=options.get("use_checkpoint", False),
-        num_classes=options["n_classes"] + 1 if options["conditional"] else None,
-    )
-    cfg.validate()
-    return cfg
 
 
 def micro_batch_size(options: dict[str, Any], size: int, device: torch.device) -> int:
@@ -165,12 +139,12 @@ def load_trained(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     check_against_header(path, meta)
     try:
         options = meta["options"]
-        net = UNetModel(unet_config(options, meta.get("latent_channels", meta["channels"]),
+        net = UNetModel(UNetConfig.from_options(options, meta.get("latent_channels", meta["channels"]),
                                     meta.get("latent_size", meta["size"])))
     except (KeyError, ValueError) as err:
         raise CheckpointError(f"{path}: metadata does not describe a vsgm model ({err})") from None
     load_state_strict(net, tensors, path)
-    net.parametrisation = meta.get("parametrisation", "vsgm")  # "seed" for vsgm import-seed (see vsgm.score)
+    net.parametrisation = meta.get("parametrisation", "vsgm")  # "seed" for vsgm import-seed (see vsgm.score_function)
     try:
         parametrisation_of(net)
     except ValueError as err:

@@ -46,7 +46,7 @@ from .options import defaults
 from .samplers import Grid, Solver
 from .scorer_table import SCORER_PASSES, SCORER_TABLE
 from .scorer_table import available_scorers as _available_for
-from .score import network_output
+from .score_function import network_output
 
 LOSS_TIMES = (0.001, 0.01, 0.05, 0.1, 0.2)
 _DEFAULT = defaults("features")  # the command line's defaults are the library's
@@ -160,7 +160,7 @@ def bpd_feature(model: TrainedModel, x: torch.Tensor, cfg: FeatureConfig, start:
     """bits/dim by the probability-flow ODE (rk4 on the log-std grid, Hutchinson trace); a conditional
     model's unconditional score, as for the other features. ``start``: the index of x's first image, whose
     Rademacher vectors come from image_noise's fixed blocks (so bits/dim does not depend on the batch size)."""
-    from .score import make_score_fn
+    from .score_function import make_score_fn
 
     score = make_score_fn(model.net, model.sde, y=_null_labels(model, len(x), x.device))
     signs = image_noise(tuple(x.shape), start, 1, cfg.seed, x.device, BPD_STREAM)
@@ -169,7 +169,7 @@ def bpd_feature(model: TrainedModel, x: torch.Tensor, cfg: FeatureConfig, start:
     return bits_per_dim(logp, x[0].numel())
 
 
-def compute_features(model: TrainedModel, images: torch.Tensor, cfg: FeatureConfig, batch_size: int = 256,
+def outlier_features(model: TrainedModel, images: torch.Tensor, cfg: FeatureConfig, batch_size: int = 256,
                      device: str | torch.device = "cpu", progress: bool = True) -> pd.DataFrame:
     """Per-image feature table for uint8 images already in the model's channels and size.
 
@@ -453,7 +453,7 @@ def detect_outliers(model: TrainedModel, images: Mapping[str, torch.Tensor], cfg
     the training features (``cfg.seed`` splits them), and the pair's table (``vsgm.tables.pair_table``)."""
     from .tables import pair_table
 
-    feats = {k: compute_features(model, images[k], cfg, batch_size=batch_size, device=device)
+    feats = {k: outlier_features(model, images[k], cfg, batch_size=batch_size, device=device)
              for k in ("train", "test", "outliers")}
     (ins, outs), sanity = outlier_scores(feats["train"], [feats["test"], feats["outliers"]], seed=cfg.seed)
     return pair_table(in_name, out_name, ins, outs, sanity, cfg.nfe())

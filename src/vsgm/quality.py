@@ -112,7 +112,7 @@ def load_classifier(path: str | os.PathLike) -> SmallClassifier:
 
 
 @torch.no_grad()
-def features(model: SmallClassifier, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def classifier_features(model: SmallClassifier, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Penultimate features of images in [-1, 1]."""
     return torch.cat([model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
@@ -132,10 +132,10 @@ def sample_quality(model: SmallClassifier, samples: torch.Tensor, reference: tor
     Returns:
         ``{metric, metric_lo, metric_hi}`` entries (and their ``_test_vs_train`` copies).
     """
-    ref = features(model, reference).double().numpy()
-    out = quality_metrics(features(model, samples).double().numpy(), ref, n_boot=n_boot, seed=seed)
+    ref = classifier_features(model, reference).double().numpy()
+    out = quality_metrics(classifier_features(model, samples).double().numpy(), ref, n_boot=n_boot, seed=seed)
     if real is not None:
-        floor = quality_metrics(features(model, real).double().numpy(), ref, n_boot=n_boot, seed=seed)
+        floor = quality_metrics(classifier_features(model, real).double().numpy(), ref, n_boot=n_boot, seed=seed)
         out.update({f"{k}_test_vs_train": v for k, v in floor.items()})
     return out
 

@@ -23,7 +23,7 @@ from torchdiffeq import odeint
 
 from .options import option
 from .sampler_names import ADAPTIVE_SOLVERS, SOLVERS, all_sampler_names
-from .score import ScoreFn
+from .score_function import ScoreFn
 from .sde import VESDE
 from .timing import timed
 
@@ -347,7 +347,7 @@ def sample(score: ScoreFn, sde: VESDE, shape: tuple[int, ...], spec: SamplerSpec
     """Draw samples from the prior and run the chosen sampler.
 
     Args:
-        score: s(x, t), see ``vsgm.score.make_score_fn``.
+        score: s(x, t), see ``vsgm.score_function.make_score_fn``.
         sde: the VE SDE.
         shape: (n, C, H, W) (or any signal shape).
         spec: a SamplerSpec or a sampler name.

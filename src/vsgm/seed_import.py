@@ -7,7 +7,7 @@ renamed to vsgm's UNet (the same ADM network; a few modules are named differentl
 ``model.safetensors`` + ``model.json`` + an empty ``train.csv`` are written: what ``vsgm train`` leaves,
 so every command and the workflow use it (the workflow does not retrain a model whose directory holds
 an imported one). The seed's parametrisation differs from vsgm's (t unscaled; the output is the score):
-model.json records ``parametrisation: seed`` and ``vsgm.score`` honours it.
+model.json records ``parametrisation: seed`` and ``vsgm.score_function`` honours it.
 """
 
 from __future__ import annotations
@@ -137,12 +137,12 @@ def import_seed(checkpoint: str | os.PathLike, options: dict[str, Any], out_dir:
     Returns:
         The metadata written to model.json.
     """
-    from .models import unet_config
     from .train import history_csv
     from .unet import UNetModel
+    from .unet_config import UNetConfig
 
     checkpoint, out = Path(checkpoint), Path(out_dir)
-    net = UNetModel(unet_config(options, channels, size))
+    net = UNetModel(UNetConfig.from_options(options, channels, size))
     tensors = map_state(read_seed_state(checkpoint), net.state_dict(), checkpoint)
     net.load_state_dict(tensors)
     meta = {"options": options, "step": None, "epoch": None, "channels": channels, "size": size,

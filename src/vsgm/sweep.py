@@ -19,10 +19,10 @@ import torch
 
 from .models import TrainedModel
 from .progress import progress
-from .quality import SmallClassifier, features
+from .quality import SmallClassifier, classifier_features
 from .quality_metrics import HIGHER_IS_BETTER, METRICS, N_BOOT, quality_metrics
 from .samplers import SamplerSettings, method, parse_sampler
-from .sampling import draw
+from .sample_batches import draw
 
 
 def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Tensor, samplers: Sequence[str],
@@ -48,7 +48,7 @@ def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Ten
         One row per (sampler, setting): sampler, solver, grid, num_steps, tol, denoise, nfe, seconds, and
         each metric with its ``_lo`` and ``_hi`` bounds (NaN where the samples are not finite).
     """
-    ref_feats = features(classifier, reference).double().numpy()
+    ref_feats = classifier_features(classifier, reference).double().numpy()
     rows = []
     base = SamplerSettings(eps=model.options["eps"], denoise=denoise)
     # each sampler over the setting it varies (num_steps, or atol = rtol of the adaptive ones), fixed-step ones first
@@ -60,8 +60,8 @@ def sweep(model: TrainedModel, classifier: SmallClassifier, reference: torch.Ten
         samples, cost = draw(model, spec, num_samples, batch_size, settings, seed=seed, device=device, finite=False)
         quality = {f"{m}{b}": np.nan for m in METRICS for b in ("", "_lo", "_hi")}
         if torch.isfinite(samples).all():
-            quality = quality_metrics(features(classifier, samples).double().numpy(), ref_feats, n_boot=n_boot,
-                                      seed=seed)
+            feats = classifier_features(classifier, samples).double().numpy()
+            quality = quality_metrics(feats, ref_feats, n_boot=n_boot, seed=seed)
         rows.append({"model": model_name or model.meta.get("dataset"), "sampler": name, "solver": cost["solver"],
                      "grid": cost["grid"], "num_steps": n, "tol": tol, "denoise": denoise, "nfe": cost["nfe"],
                      "seconds": cost["seconds"], **quality})

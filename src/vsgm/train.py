@@ -32,16 +32,17 @@ from .data.loader import normalise
 from .guards import check_fields
 from .io import sidecar, write_text
 from .losses import drop_labels, dsm_draws
-from .models import micro_batch_size, network_identity, unet_config
+from .models import micro_batch_size, network_identity
 from .options import SAMPLE
 from .precision import launch_device, resolve_precision
 from .progress import progress
 from .samplers import SamplerSettings, sample, spec_from_options
-from .score import make_score_fn
+from .score_function import make_score_fn
 from .sde import VESDE
 from .step import accumulate_dsm_gradients, adamw, ema_decay, load_optimizer_state, update_ema
 from .timing import deterministic_cuda
 from .unet import UNetModel, widths_without_time
+from .unet_config import UNetConfig
 from .viz import save_image_grid
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class Trainer:
                                   rank=rank, world_size=world)
         self.sde = VESDE(options["sigma"])
         torch.manual_seed(options["seed"])
-        net = UNetModel(unet_config(options, self.input_channels, self.input_size))
+        net = UNetModel(UNetConfig.from_options(options, self.input_channels, self.input_size))
         warn_time_blind(net, options)
         self.ema = copy.deepcopy(net).requires_grad_(False).to(self.acc.device)
         opt = adamw(net.parameters(), options["lr"], options["decay"], self.acc.device)

@@ -299,7 +299,7 @@ class UNetModel(nn.Module):
 
         Args:
             x: input (batch, C, *spatial).
-            timesteps: (batch,) float timesteps (the caller scales them, see vsgm.score).
+            timesteps: (batch,) float timesteps (the caller scales them, see vsgm.score_function).
             y: (batch,) class labels for a conditional model.
 
         Returns:

@@ -29,6 +29,29 @@ class UNetConfig:
     use_new_attention_order: bool = False
     use_checkpoint: bool = False
 
+    @classmethod
+    def from_options(cls, options: dict, channels: int, size: int) -> UNetConfig:
+        """The config of seed-named options (conditional models get n_classes + 1 labels), validated.
+
+        Args:
+            options: seed-named options (model_channels, channel_mult, ...).
+            channels: input channels of the data the model sees.
+            size: spatial size of the data the model sees.
+        """
+        cfg = cls(
+            image_size=size, in_channels=channels,
+            model_channels=options["model_channels"], num_res_blocks=options["num_res_blocks"],
+            attention_resolutions=tuple(options["attention_resolutions"]), dropout=options["dropout"],
+            channel_mult=tuple(options["channel_mult"]), conv_resample=options["conv_resample"],
+            dims=options["dims"], num_heads=options["num_heads"], num_head_channels=options["num_head_channels"],
+            use_scale_shift_norm=options["use_scale_shift_norm"], resblock_updown=options["resblock_updown"],
+            use_new_attention_order=options["use_new_attention_order"],
+            use_checkpoint=options.get("use_checkpoint", False),
+            num_classes=options["n_classes"] + 1 if options["conditional"] else None,
+        )
+        cfg.validate()
+        return cfg
+
     def widths_without_time(self) -> list[int]:
         """The ResBlock widths (model_channels x channel_mult) where the time embedding is normalised away:
         without scale-shift norm it is added right before a GroupNorm of gcd(32, width) groups (as

@@ -17,7 +17,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     from ..guards import refuse_existing
     from ..io import sidecar, write_json, write_table
     from ..models import load_trained
-    from ..ood import FeatureConfig, compute_features, features_sidecar
+    from ..ood import FeatureConfig, outlier_features, features_sidecar
 
     refuse_existing([args.out, sidecar(args.out, ".parquet")], args.overwrite)
     device = pick_device(args.device)
@@ -27,7 +27,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     if args.max_images and len(images) > args.max_images:
         images = images[: args.max_images]
     cfg = FeatureConfig.from_options(options_of(args, "features") | {"seed": args.seed})
-    df = compute_features(model, images, cfg, batch_size=args.batch_size, device=device)
+    df = outlier_features(model, images, cfg, batch_size=args.batch_size, device=device)
     write_table(args.out, df)
     write_json(sidecar(args.out, ".parquet"), features_sidecar(cfg, len(df), args.data, data.meta.get("dataset")))
     print(f"features of {len(df)} images -> {args.out}")

@@ -33,7 +33,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from ..guards import refuse_existing
     from ..models import load_trained
     from ..samplers import SamplerSettings
-    from ..sampling import draw, sample_paths, write_samples
+    from ..sample_batches import draw, sample_paths, write_samples
 
     spec = sampler_spec(args)
     # by default in the current directory: never the workflow's own results/{model}/samples/

@@ -1,4 +1,5 @@
-"""``vsgm sample``: draw samples from a trained model with one sampler, write grid, samples and cost."""
+"""Draw many samples from a trained model in batches, with one sampler (`vsgm sample`, the sweep), and write the
+grid, the samples and their cost. The algorithms themselves live in :mod:`vsgm.samplers`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from .io import atomic_path, write_json
 from .models import TrainedModel
 from .progress import progress as progress_bar
 from .samplers import Counted, SamplerSettings, SamplerSpec, method, sample, warm_up
-from .score import make_score_fn
+from .score_function import make_score_fn
 from .viz import save_image_grid
 
 
