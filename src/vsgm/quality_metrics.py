@@ -21,6 +21,8 @@ makes their marginal intervals overlap.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 from .metrics import frechet_distance
@@ -31,6 +33,9 @@ METRICS = ("fd", "kid", "precision", "recall")
 # which direction is better, for tables and the solver decision
 FRACTIONS = ("precision", "recall")
 HIGHER_IS_BETTER = {"fd": False, "kid": False, "precision": True, "recall": True}
+# what paired_comparison adds per metric: the sampler compared with, the difference, its interval, and whether
+# the interval excludes 0
+DIFF_PARTS = ("_vs", "_diff", "_diff_lo", "_diff_hi", "_distinct")
 
 
 def polynomial_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -162,8 +167,8 @@ def _shifted_interval(values: np.ndarray, point: float, level: float) -> tuple[f
 
 
 def paired_comparison(real: np.ndarray, samples: dict[str, np.ndarray], reference: str | None = None,
-                      n_boot: int = N_BOOT, k: int = K_NEAREST, seed: int = 0,
-                      level: float = 0.95) -> dict[str, dict[str, object]]:
+                      n_boot: int = N_BOOT, k: int = K_NEAREST, seed: int = 0, level: float = 0.95,
+                      best_of: Iterable[str] | None = None) -> dict[str, dict[str, object]]:
     """Every metric of several samplers against one real set, and each sampler's difference to a reference
     sampler with a paired bootstrap interval.
 
@@ -179,6 +184,8 @@ def paired_comparison(real: np.ndarray, samples: dict[str, np.ndarray], referenc
             estimate (lowest FD/KID, highest precision/recall).
         n_boot: bootstrap draws (0: no intervals).
         k, seed, level: as :func:`quality_metrics`.
+        best_of: the samplers the best one is picked from (default all; e.g. all but a set of real images
+            compared alongside, whose difference to the best sampler says whether that one is told from data).
 
     Returns:
         sampler -> ``{metric, metric_lo, metric_hi}`` (marginal, as :func:`quality_metrics`) and
@@ -190,6 +197,9 @@ def paired_comparison(real: np.ndarray, samples: dict[str, np.ndarray], referenc
         raise ValueError("no samplers to compare")
     if reference is not None and reference not in samples:
         raise ValueError(f"reference sampler {reference!r} is not one of {sorted(samples)}")
+    candidates = list(samples) if best_of is None else [name for name in best_of if name in samples]
+    if not candidates:
+        raise ValueError(f"none of the samplers {sorted(best_of or [])} to pick the best of is among {sorted(samples)}")
     checked = {name: _check(feats, real, at_least=k + 1) for name, feats in samples.items()}
     real = next(iter(checked.values()))[1]
     mats = {name: _Matrices(fake, real) for name, (fake, _) in checked.items()}
@@ -204,7 +214,7 @@ def paired_comparison(real: np.ndarray, samples: dict[str, np.ndarray], referenc
     for metric in METRICS:
         draws = {name: np.array([b[metric] for b in boots[name]]) for name in mats}
         pick = max if HIGHER_IS_BETTER[metric] else min
-        vs = reference if reference is not None else pick(point, key=lambda name: point[name][metric])
+        vs = reference if reference is not None else pick(candidates, key=lambda name: point[name][metric])
         for name in mats:
             value, diff = point[name][metric], point[name][metric] - point[vs][metric]
             if n_boot:

@@ -663,6 +663,16 @@ def get_quality_input(wildcards):
     }
 
 
+def get_paired_input(wildcards):
+    m = wildcards.model
+    return {
+        "classifier": classifier_file(m),
+        "samples": [f"{samples_prefix(m, s)}.npz" for s in samplers()],
+        "reference": prepared(m, m, "test"),
+        "train_reference": prepared(m, m, "train"),
+    }
+
+
 def get_features_input(wildcards):
     return {
         "checkpoint": model_file(wildcards.model),
@@ -723,6 +733,13 @@ def quality_files():
     ]
 
 
+def paired_files():
+    """One paired comparison of all samplers per model (with sample.quality)."""
+    if not config["sample"]["quality"]:
+        return []
+    return [f"results/{m}/quality/paired.csv" for m in model_instances()]
+
+
 def sweep_files():
     if not config["sweep"]["enabled"]:
         return []
@@ -752,6 +769,7 @@ def get_aggregate_input(wildcards):
         "samples": sample_files("json"),
         "grids": sample_files("png"),
         "quality": quality_files(),
+        "paired": paired_files(),
         "sweeps": sweep_files(),
         "histories": [f"results/{m}/train.csv" for m in model_instances()],
     }

@@ -87,6 +87,29 @@ rule sample_quality:
         " --seed {params.seed} --out {output.quality} > {log} 2>&1"
 
 
+# all samplers of a model in one bootstrap that resamples the test split once per draw: each sampler's
+# difference to the best one, with an interval free of the test split's noise (solvers.csv's *_diff columns)
+rule sample_paired:
+    input:
+        unpack(get_paired_input),
+    output:
+        paired="results/{model}/quality/paired.csv",
+    log:
+        f"{LOGS}/{{model}}/quality/paired.log",
+    benchmark:
+        f"{BENCHMARKS}/{{model}}/quality/paired.tsv"
+    conda:
+        "../envs/vsgm.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(quality_bytes, floor=4000),
+        runtime=60,
+    params:
+        seed=config["seed"],
+    script:
+        "../scripts/paired.py"
+
+
 rule sample_sweep:
     input:
         unpack(get_sweep_input),
