@@ -95,3 +95,40 @@ def test_classifier_trains_on_a_seeded_capped_subset(digits_train, tmp_path):
                  "--max_images", "300", "--device", "cpu"]) == 0
     _, meta = load_tensors(clf)
     assert meta["images"] == 300
+
+
+def test_paired_table_tells_noise_from_digits_and_joins_the_solver_table(tmp_path, digits_train):
+    """All samplers of one model in one paired bootstrap (vsgm.paired_quality): a sampler returning training
+    digits is the best, one returning uniform noise is told apart from it, the real training images join as
+    their own row, and the solver table gains each row's difference to the best sampler."""
+    from vsgm.data import prepare
+    from vsgm.paired_quality import paired_table
+    from vsgm.tables import REAL_ROW, solvers_table
+
+    reference = tmp_path / "test.safetensors"
+    prepare("digits", "test", tmp_path / "data", reference, size=8, channels=1, max_images=120)
+    clf = tmp_path / "clf.safetensors"
+    assert main(["classifier", "--data", str(digits_train), "--out", str(clf), "--epochs", "1"]) == 0
+    digits = load_prepared(digits_train).images[-60:].float() / 127.5 - 1
+    noise = torch.rand(60, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    npzs, jsons = [], []
+    for name, x in (("em", digits), ("ode-euler", noise)):
+        np.savez(tmp_path / f"{name}.npz", samples=x.numpy())
+        (tmp_path / f"{name}.json").write_text(json.dumps(
+            {"sampler": name, "dataset": "digits", "model": "digits", "nfe": 10, "seconds": 1.0,
+             "samples_per_s": 60.0, "num_samples": 60}))
+        npzs.append(tmp_path / f"{name}.npz")
+        jsons.append(tmp_path / f"{name}.json")
+    table = paired_table("digits", clf, npzs, reference, digits_train, n_boot=50).set_index("sampler")
+    assert list(table.index) == ["em", "ode-euler", REAL_ROW] and (table["n_reference"] == 120).all()
+    for m in ("fd", "kid", "recall"):  # (a classifier of one epoch puts much noise among the digits' features)
+        assert (table[f"{m}_vs"] == "em").all() and table.loc["em", f"{m}_diff"] == 0
+        assert table.loc["ode-euler", f"{m}_distinct"] and not table.loc["em", f"{m}_distinct"]
+        assert not table.loc[REAL_ROW, f"{m}_distinct"]  # real training images: not told from the best sampler
+    assert table.loc["ode-euler", "fd_diff_lo"] > 0 and table.loc["ode-euler", "recall_diff_hi"] < 0
+    table.reset_index().to_csv(tmp_path / "paired.csv", index=False)
+    solvers = solvers_table(jsons, [], [tmp_path / "paired.csv"]).set_index("sampler")
+    assert solvers.loc["ode-euler", "kid_distinct"] and solvers.loc["em", "kid_vs"] == "em"
+    (tmp_path / "bad.csv").write_text("model,sampler\ndigits,em\n")
+    with pytest.raises(ValueError, match="not a paired comparison"):
+        solvers_table(jsons, [], [tmp_path / "bad.csv"])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vsgm.quality_metrics import kid, precision_recall, quality_metrics
+from vsgm.quality_metrics import METRICS, kid, paired_comparison, precision_recall, quality_metrics
 
 
 def _poly3_mean(a, p, b, q):
@@ -91,3 +91,69 @@ def test_quality_metrics_give_every_metric_an_interval_around_the_point():
 def test_too_few_features_are_refused():
     with pytest.raises(ValueError, match="at least 4"):
         quality_metrics(np.zeros((3, 2)), np.zeros((10, 2)))
+
+
+def _width(m, name, kind=""):
+    return m[f"{name}{kind}_hi"] - m[f"{name}{kind}_lo"]
+
+
+def test_the_paired_difference_of_two_samplers_of_one_distribution_covers_zero_at_about_95_percent():
+    rng = np.random.default_rng(6)
+    covered = {name: [] for name in METRICS}
+    for i in range(60):
+        r = paired_comparison(_draw(rng, 80, A, P), {"a": _draw(rng, 80, B, Q), "b": _draw(rng, 80, B, Q)},
+                              reference="a", n_boot=100, seed=i)
+        for name in METRICS:
+            covered[name].append(r["b"][f"{name}_diff_lo"] <= 0 <= r["b"][f"{name}_diff_hi"])
+    # 95% nominal; binomial sd over 60 draws is about 3 points (precision and recall come out conservative)
+    for name in METRICS:
+        assert 0.85 <= np.mean(covered[name]) <= 1.0, name
+
+
+def test_a_shifted_sampler_is_told_apart_from_the_best_one():
+    rng = np.random.default_rng(7)
+    real, good, shifted = _draw(rng, 200, A, P), _draw(rng, 200, A, P), _draw(rng, 200, A + 1, P)
+    r = paired_comparison(real, {"good": good, "shifted": shifted})
+    for name in ("fd", "kid", "precision"):
+        assert r["shifted"][f"{name}_vs"] == r["good"][f"{name}_vs"] == "good"
+        assert r["shifted"][f"{name}_distinct"] and not r["good"][f"{name}_distinct"]
+        assert r["good"][f"{name}_diff"] == r["good"][f"{name}_diff_lo"] == 0.0
+    assert r["shifted"]["fd_diff_lo"] > 0 and r["shifted"]["precision_diff_hi"] < 0
+    # the marginal point estimates are those of quality_metrics, the difference is theirs
+    alone = {s: quality_metrics(x, real, n_boot=0) for s, x in (("good", good), ("shifted", shifted))}
+    for name in METRICS:
+        assert r["shifted"][name] == pytest.approx(alone["shifted"][name])
+        assert r["shifted"][f"{name}_diff"] == pytest.approx(alone["shifted"][name] - alone["good"][name])
+
+
+def test_paired_intervals_are_narrower_than_the_marginal_ones_when_the_reference_set_dominates():
+    # a small real set and large sample sets: most of each sampler's marginal interval is the real set's noise,
+    # which one shared resample per draw cancels from the difference
+    rng = np.random.default_rng(8)
+    ratios = {"fd": [], "kid": []}
+    for i in range(5):
+        r = paired_comparison(_draw(rng, 30, A, P), {"a": _draw(rng, 300, A, P), "b": _draw(rng, 300, A, P)},
+                              reference="a", n_boot=100, seed=i)
+        for name in ratios:
+            ratios[name].append(_width(r["b"], name, "_diff") / min(_width(r["a"], name), _width(r["b"], name)))
+    for name, values in ratios.items():
+        assert np.median(values) < 0.9, (name, values)
+
+
+def test_paired_intervals_separate_a_shift_that_the_marginal_intervals_miss():
+    rng = np.random.default_rng(9)
+    paired = marginal = 0
+    for i in range(12):
+        r = paired_comparison(_draw(rng, 40, A, P), {"a": _draw(rng, 300, A, P), "b": _draw(rng, 300, A + 0.3, P)},
+                              reference="a", n_boot=100, seed=i)
+        paired += r["b"]["kid_distinct"] and r["b"]["kid_diff_lo"] > 0
+        marginal += r["b"]["kid_lo"] > r["a"]["kid_hi"]
+    assert paired >= 3 and marginal == 0
+
+
+def test_paired_comparison_refuses_an_unknown_reference_and_no_samplers():
+    x = np.zeros((10, 2))
+    with pytest.raises(ValueError, match="reference sampler 'pc' is not one of"):
+        paired_comparison(x, {"em": x}, reference="pc")
+    with pytest.raises(ValueError, match="no samplers"):
+        paired_comparison(x, {})

@@ -282,6 +282,13 @@ def test_full_test_run_writes_every_output(full_run):
     assert set(solvers.loc[solvers["sampler"] == REAL_ROW, "model"]) == set(models)
     metrics = [f"{m}{b}" for m in ("fd", "kid", "precision", "recall") for b in ("", "_lo", "_hi")]
     assert (runs["nfe"] > 0).all() and solvers[metrics].notna().all().all()
+    # each row's difference to its model's best sampler, from the paired comparison of all samplers of the model
+    diffs = [f"{m}{b}" for m in ("fd", "kid", "precision", "recall") for b in ("_diff", "_diff_lo", "_diff_hi")]
+    assert solvers[diffs].notna().all().all() and (solvers["fd_diff_lo"] <= solvers["fd_diff_hi"]).all()
+    for m in models:
+        best = runs[runs["model"] == m].set_index("sampler")
+        assert best.loc[best["fd_vs"].iloc[0], "fd_diff"] == 0 and best["fd"].idxmin() == best["fd_vs"].iloc[0]
+        assert (wf / f"results/{m}/quality/paired.csv").exists()
     for png in ("auroc.png", "samples.png", "solver_sweep.png", "loss.png"):
         _png(wf / "results" / png)
     sweep = pd.read_csv(wf / "results/solver_sweep.csv")

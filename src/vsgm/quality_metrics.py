@@ -13,9 +13,15 @@ The intervals resample both sets with replacement (the reference set is a sample
 copies of the same point are left out of the within-set terms (KID) and of the nearest-neighbour
 radii (precision/recall), so a resample is not rewarded for its duplicates. Percentile intervals,
 moved by the bootstrap's bias estimate (see ``_shifted_interval``).
+
+``paired_comparison`` compares samplers of one model: each bootstrap draw resamples the real set once for
+all of them, so the difference of two samplers, with its interval, is free of the real set's noise that
+makes their marginal intervals overlap.
 """
 
 from __future__ import annotations
+
+from typing import Iterable
 
 import numpy as np
 
@@ -27,6 +33,9 @@ METRICS = ("fd", "kid", "precision", "recall")
 # which direction is better, for tables and the solver decision
 FRACTIONS = ("precision", "recall")
 HIGHER_IS_BETTER = {"fd": False, "kid": False, "precision": True, "recall": True}
+# what paired_comparison adds per metric: the sampler compared with, the difference, its interval, and whether
+# the interval excludes 0
+DIFF_PARTS = ("_vs", "_diff", "_diff_lo", "_diff_hi", "_distinct")
 
 
 def polynomial_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -155,3 +164,67 @@ def _shifted_interval(values: np.ndarray, point: float, level: float) -> tuple[f
     lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2]) - bias
     return float(lo), float(hi)
 
+
+
+def paired_comparison(real: np.ndarray, samples: dict[str, np.ndarray], reference: str | None = None,
+                      n_boot: int = N_BOOT, k: int = K_NEAREST, seed: int = 0, level: float = 0.95,
+                      best_of: Iterable[str] | None = None) -> dict[str, dict[str, object]]:
+    """Every metric of several samplers against one real set, and each sampler's difference to a reference
+    sampler with a paired bootstrap interval.
+
+    Each bootstrap draw resamples the real set once and every sampler's set on its own, and evaluates all
+    samplers against that one resample of the real set. A difference of two samplers on one draw then
+    carries no noise of the real set (it is shared): samplers whose marginal intervals overlap, because the
+    real set is small, can still be told apart.
+
+    Args:
+        real: (m, d) features of real images (the reference set).
+        samples: sampler name -> (n, d) features of its samples (counts may differ).
+        reference: the sampler every other is compared with; None: per metric, the best one by its point
+            estimate (lowest FD/KID, highest precision/recall).
+        n_boot: bootstrap draws (0: no intervals).
+        k, seed, level: as :func:`quality_metrics`.
+        best_of: the samplers the best one is picked from (default all; e.g. all but a set of real images
+            compared alongside, whose difference to the best sampler says whether that one is told from data).
+
+    Returns:
+        sampler -> ``{metric, metric_lo, metric_hi}`` (marginal, as :func:`quality_metrics`) and
+        ``{metric}_vs`` (the sampler compared with), ``{metric}_diff`` (this sampler minus that one),
+        ``{metric}_diff_lo``, ``{metric}_diff_hi`` (the paired interval) and ``{metric}_distinct`` (the
+        interval excludes 0) for metric in METRICS.
+    """
+    if not samples:
+        raise ValueError("no samplers to compare")
+    if reference is not None and reference not in samples:
+        raise ValueError(f"reference sampler {reference!r} is not one of {sorted(samples)}")
+    candidates = list(samples) if best_of is None else [name for name in best_of if name in samples]
+    if not candidates:
+        raise ValueError(f"none of the samplers {sorted(best_of or [])} to pick the best of is among {sorted(samples)}")
+    checked = {name: _check(feats, real, at_least=k + 1) for name, feats in samples.items()}
+    real = next(iter(checked.values()))[1]
+    mats = {name: _Matrices(fake, real) for name, (fake, _) in checked.items()}
+    point = {name: m.all(np.arange(len(m.fake)), np.arange(len(real)), k) for name, m in mats.items()}
+    rng = np.random.default_rng(seed)
+    boots: dict[str, list[dict[str, float]]] = {name: [] for name in mats}
+    for _ in range(n_boot):
+        j = rng.integers(0, len(real), len(real))  # one resample of the real set for every sampler
+        for name, m in mats.items():
+            boots[name].append(m.all(rng.integers(0, len(m.fake), len(m.fake)), j, k))
+    out: dict[str, dict[str, object]] = {name: {} for name in mats}
+    for metric in METRICS:
+        draws = {name: np.array([b[metric] for b in boots[name]]) for name in mats}
+        pick = max if HIGHER_IS_BETTER[metric] else min
+        vs = reference if reference is not None else pick(candidates, key=lambda name: point[name][metric])
+        for name in mats:
+            value, diff = point[name][metric], point[name][metric] - point[vs][metric]
+            if n_boot:
+                lo, hi = _shifted_interval(draws[name], value, level)
+                if metric in FRACTIONS:
+                    lo, hi = max(lo, 0.0), min(hi, 1.0)
+                d_lo, d_hi = _shifted_interval(draws[name] - draws[vs], diff, level) if name != vs else (0.0, 0.0)
+            else:
+                lo = hi = d_lo = d_hi = np.nan
+            out[name].update({metric: value, f"{metric}_lo": lo, f"{metric}_hi": hi, f"{metric}_vs": vs,
+                              f"{metric}_diff": diff, f"{metric}_diff_lo": d_lo, f"{metric}_diff_hi": d_hi,
+                              f"{metric}_distinct": bool(d_lo > 0 or d_hi < 0)})
+    return out

@@ -23,12 +23,15 @@ SWEEP_OUTPUTS = ("solver_sweep.csv", "solver_efficiency.csv", "solver_sweep.png"
 def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str | os.PathLike],
               quality_jsons: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
               sweep_csvs: Sequence[str | os.PathLike] = (),
-              histories: Sequence[str | os.PathLike] = ()) -> list[Path]:
+              histories: Sequence[str | os.PathLike] = (),
+              paired_csvs: Sequence[str | os.PathLike] = ()) -> list[Path]:
     """Write every aggregate output from explicit inputs (the workflow lists them; nothing is globbed).
 
     Sample grids are found beside their JSON files (``samples/{sampler}.png``). With solver
     sweeps, also ``solver_sweep.csv`` (every setting), ``solver_efficiency.csv`` (per metric, the NFE each
     sampler needs before its interval overlaps the converged quality's; see sweep.cost_to_quality) and ``solver_sweep.png``.
+    With the models' paired comparisons (``quality/paired.csv``), solvers.csv gets each sampler's difference
+    to its model's best sampler with the paired interval.
 
     Returns:
         The paths written.
@@ -47,7 +50,7 @@ def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str
     scorers = scorer_order(long["scorer"])
     plot_auroc_heatmap({s: auroc_matrix(long, s) for s in scorers}, out / "auroc.png",
                        title="AUROC: in-distribution (rows) vs outliers (columns)")
-    solvers = solvers_table(sample_jsons, quality_jsons)
+    solvers = solvers_table(sample_jsons, quality_jsons, paired_csvs)
     spread = [m for m in METRICS if m in solvers and solvers[m].notna().any()]
     write_table(out / "solvers.csv", with_replicate_spread(solvers, ["sampler"], spread) if spread else solvers)
     grids = {}
@@ -83,4 +86,4 @@ def aggregate_results(results: str | os.PathLike, out_dir: str | os.PathLike) ->
     root = Path(results)
     return aggregate(sorted(root.glob("*/ood_*.csv")), sorted(root.glob("*/samples/*.json")),
                      sorted(root.glob("*/quality/*.json")), out_dir, sorted(root.glob("*/solver_sweep.csv")),
-                     sorted(root.glob("*/train.csv")))
+                     sorted(root.glob("*/train.csv")), sorted(root.glob("*/quality/paired.csv")))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .guards import read_json
 from .metrics import ood_metrics
-from .quality_metrics import METRICS
+from .quality_metrics import DIFF_PARTS, METRICS
 from .replicates import base_of
 from .scorer_table import SCORER_NAMES
 
@@ -145,11 +145,14 @@ def _replicate_lines(long: pd.DataFrame, scorer: str) -> list[str]:
     return lines + [""]
 
 
-def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[str | Path] = ()) -> pd.DataFrame:
+def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[str | Path] = (),
+                  paired_csvs: Iterable[str | Path] = ()) -> pd.DataFrame:
     """One row per (model, sampler): NFE, seconds, samples/s and the sample-quality metrics with their 95%
     intervals (FD, KID, precision, recall in the feature classifier's space; FID where Inception weights
     were on disk), plus one ``real (train vs test)`` row per model: the same metrics for as many real
-    training images as samples, the floor a perfect sampler would reach."""
+    training images as samples, the floor a perfect sampler would reach. With the models' paired tables
+    (vsgm.paired_quality), each row also gets, per metric, its difference to the model's best sampler with
+    the paired 95% interval (``{metric}_vs``, ``_diff``, ``_diff_lo``, ``_diff_hi``, ``_distinct``)."""
     quality = {}
     for q in quality_jsons:
         d = read_json(q, QUALITY_FIELDS)
@@ -170,7 +173,26 @@ def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[st
     table = pd.DataFrame(rows).sort_values(["model", "nfe", "sampler"])
     if reals:
         table = pd.concat([table, pd.DataFrame(list(reals.values()))])
-    return table.sort_values(["model"], kind="stable").reset_index(drop=True)
+    table = table.sort_values(["model"], kind="stable").reset_index(drop=True)
+    paired = [_read_paired_csv(p) for p in paired_csvs]
+    if paired:
+        diffs = pd.concat(paired, ignore_index=True)[["model", "sampler", *PAIRED_DIFF_COLUMNS]]
+        table = table.merge(diffs, on=["model", "sampler"], how="left", validate="one_to_one")
+    return table
+
+
+PAIRED_DIFF_COLUMNS = [f"{m}{part}" for m in METRICS for part in DIFF_PARTS]
+
+
+def _read_paired_csv(path: str | Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV ({err})") from None
+    missing = [c for c in ["model", "sampler", *PAIRED_DIFF_COLUMNS] if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: not a paired comparison of vsgm.paired_quality (no column(s) {missing[:5]})")
+    return df
 
 
 def with_replicate_spread(table: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:

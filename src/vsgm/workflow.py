@@ -574,6 +574,12 @@ class Plan:
             return []
         return [f"results/{m}/quality/{s}.json" for m in self.model_instances() for s in self.samplers()]
 
+    def paired_files(self) -> list[str]:
+        """One paired comparison of all samplers per model (with sample.quality)."""
+        if not self.config["sample"]["quality"]:
+            return []
+        return [f"results/{m}/quality/paired.csv" for m in self.model_instances()]
+
     def sweep_files(self) -> list[str]:
         if not self.config["sweep"]["enabled"]:
             return []
@@ -586,6 +592,7 @@ class Plan:
             "samples": self.sample_files("json"),
             "grids": self.sample_files("png"),
             "quality": self.quality_files(),
+            "paired": self.paired_files(),
             "sweeps": self.sweep_files(),
             "histories": [f"results/{m}/train.csv" for m in self.model_instances()],
         }

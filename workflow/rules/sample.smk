@@ -91,6 +91,32 @@ rule sample_quality:
         " --seed {params.seed} --out {output.quality} > {log} 2>&1"
 
 
+# all samplers of a model in one bootstrap that resamples the test split once per draw: each sampler's
+# difference to the best one, with an interval free of the test split's noise (solvers.csv's *_diff columns)
+rule sample_paired:
+    input:
+        classifier=classifier,
+        samples=expand("results/{{model}}/samples/{sampler}.npz", sampler=plan.samplers()),
+        reference=own_split("test"),
+        train_reference=own_split("train"),
+    output:
+        paired="results/{model}/quality/paired.csv",
+    log:
+        "logs/{model}/quality/paired.log",
+    benchmark:
+        "benchmarks/{model}/quality/paired.tsv"
+    conda:
+        "../envs/vsgm.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc: mem_mb(plan.quality_bytes(wc.model), floor=4000),
+        runtime=60,
+    params:
+        seed=config["seed"],
+    script:
+        "../scripts/paired.py"
+
+
 rule sample_sweep:
     input:
         checkpoint="results/{model}/model.safetensors",

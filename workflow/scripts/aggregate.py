@@ -21,6 +21,7 @@ written = aggregate(
     out_dir=out_dir,
     sweep_csvs=list(snakemake.input.sweeps),  # noqa: F821
     histories=list(snakemake.input.histories),  # noqa: F821
+    paired_csvs=list(snakemake.input.paired),  # noqa: F821
 )
 expected = {Path(p) for p in snakemake.output}  # noqa: F821
 missing = expected - set(written)
