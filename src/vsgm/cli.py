@@ -412,11 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench import register as register_bench
     from .data.commands import register as register_data
+    from .seed_bench import register as register_seed_bench
     from .seed_import import register as register_import_seed
 
     register_data(sub)
     register_bench(sub)
     register_import_seed(sub)
+    register_seed_bench(sub)
     return parser
 
 
