@@ -412,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench import register as register_bench
     from .data.commands import register as register_data
+    from .estimate import register as register_estimate
     from .seed_bench import register as register_seed_bench
     from .seed_import import register as register_import_seed
 
@@ -419,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_bench(sub)
     register_import_seed(sub)
     register_seed_bench(sub)
+    register_estimate(sub)
     return parser
 
 
