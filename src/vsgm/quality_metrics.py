@@ -166,6 +166,18 @@ def _shifted_interval(values: np.ndarray, point: float, level: float) -> tuple[f
 
 
 
+def _candidates(samples: dict, reference: str | None, best_of: Iterable[str] | None) -> list[str]:
+    """The samplers the best one is picked from, after checking the names."""
+    if not samples:
+        raise ValueError("no samplers to compare")
+    if reference is not None and reference not in samples:
+        raise ValueError(f"reference sampler {reference!r} is not one of {sorted(samples)}")
+    candidates = list(samples) if best_of is None else [name for name in best_of if name in samples]
+    if not candidates:
+        raise ValueError(f"none of the samplers {sorted(best_of or [])} to pick the best of is among {sorted(samples)}")
+    return candidates
+
+
 def paired_comparison(real: np.ndarray, samples: dict[str, np.ndarray], reference: str | None = None,
                       n_boot: int = N_BOOT, k: int = K_NEAREST, seed: int = 0, level: float = 0.95,
                       best_of: Iterable[str] | None = None) -> dict[str, dict[str, object]]:
@@ -193,13 +205,7 @@ def paired_comparison(real: np.ndarray, samples: dict[str, np.ndarray], referenc
         ``{metric}_diff_lo``, ``{metric}_diff_hi`` (the paired interval) and ``{metric}_distinct`` (the
         interval excludes 0) for metric in METRICS.
     """
-    if not samples:
-        raise ValueError("no samplers to compare")
-    if reference is not None and reference not in samples:
-        raise ValueError(f"reference sampler {reference!r} is not one of {sorted(samples)}")
-    candidates = list(samples) if best_of is None else [name for name in best_of if name in samples]
-    if not candidates:
-        raise ValueError(f"none of the samplers {sorted(best_of or [])} to pick the best of is among {sorted(samples)}")
+    candidates = _candidates(samples, reference, best_of)
     checked = {name: _check(feats, real, at_least=k + 1) for name, feats in samples.items()}
     real = next(iter(checked.values()))[1]
     mats = {name: _Matrices(fake, real) for name, (fake, _) in checked.items()}

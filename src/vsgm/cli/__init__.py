@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.register(sub)  # aggregate
     register_data(sub)  # download, prepare
     bench.register(sub)
+    bench.register_seed_bench(sub)
+    bench.register_estimate(sub)
     train.register_import(sub)  # import-seed
     return parser
 

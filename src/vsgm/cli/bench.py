@@ -1,8 +1,11 @@
-"""``vsgm bench``: how close the model code runs to this machine's limit (see ``vsgm.bench``)."""
+"""Performance commands: ``vsgm bench`` (how close the model code runs to this machine's limit, see ``vsgm.bench``),
+``vsgm seed-bench`` (against the seed's own code) and ``vsgm estimate`` (a config's device-hours)."""
 
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 from ..domains import OPTIONS
 from ..options import add_groups, defaults, option
@@ -48,3 +51,95 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="write the figures as JSON here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: refuse)")
     p.set_defaults(func=cmd_bench)
+
+
+def cmd_seed_bench(args: argparse.Namespace) -> None:
+    from ..guards import refuse_existing
+    from ..io import write_json
+    from ..seed_bench import SeedError, format_ratios, run_seed_bench
+
+    if args.out:
+        refuse_existing([args.out], args.overwrite)
+    try:
+        result = run_seed_bench(args.seed, args.channels, args.size, args.batch_size, args.repeats, args.autocast)
+    except SeedError as e:
+        raise SystemExit(f"vsgm seed-bench: {e}") from None
+    head = (f"vsgm seed-bench on {result['device']} ({result['threads']} threads), torch {result['torch']}, "
+            f"{result['date']}; image {'x'.join(map(str, result['image']))}, batch {result['batch_size']}, "
+            f"best of {result['repeats']}; seed fp32, vsgm autocast {result['vsgm_autocast']}")
+    if result["placeholders"]:
+        head += f"; not installed, unused by the timed code: {', '.join(result['placeholders'])}"
+    print(format_ratios(result["rows"], head))
+    if args.out:
+        write_json(args.out, result)
+        print(f"-> {args.out}")
+
+
+def register_seed_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("seed-bench", help="time the seed's own SGM (a GenerativeZoo checkout) against vsgm")
+    p.add_argument("--seed", required=True, help="path of a GenerativeZoo checkout (git clone of the public repo)")
+    p.add_argument("--size", type=OPTIONS["size"], default=32, help="image size (default: 32)")
+    p.add_argument("--channels", type=OPTIONS["channels"], default=1, help="image channels (default: 1)")
+    p.add_argument("--batch_size", type=OPTIONS["batch_size"], default=128, help="batch size (default: 128)")
+    p.add_argument("--repeats", type=OPTIONS["repeats"], default=3, help="timed repeats, best kept (default: 3)")
+    p.add_argument("--autocast", choices=["no", "bf16", "fp16"], default="no",
+                   help="mixed precision of vsgm's timings (the seed's run fp32, as it trains by default); bf16 "
+                        "only where the CPU or GPU has it natively, else fp32 with a warning")
+    p.add_argument("--out", help="write the figures as JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: refuse)")
+    p.set_defaults(func=cmd_seed_bench)
+
+
+def _nfe_arg(text: str) -> tuple[str, float]:
+    m = re.fullmatch(r"([\w-]+)=(\d+(\.\d+)?)", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"--nfe takes NAME=N (e.g. ode-dopri5=150), not {text!r}")
+    return m.group(1), float(m.group(2))
+
+
+def cmd_estimate(args: argparse.Namespace) -> None:
+    import csv
+    import json
+
+    import yaml
+
+    from ..estimate import EstimateError, estimate, format_estimate
+    from ..guards import refuse_existing
+    from ..workflow import ConfigError, Plan, load_schema
+
+    if args.out:
+        refuse_existing([args.out], args.overwrite)
+    config = yaml.safe_load(Path(args.configfile).read_text())
+    schema_path = Path(args.schema) if args.schema else Path(args.configfile).resolve().parents[1] / \
+        "workflow" / "schemas" / "config.schema.yaml"
+    if not schema_path.is_file():
+        raise SystemExit(f"vsgm estimate: no config schema at {schema_path} (give --schema)")
+    benches = [json.loads(Path(p).read_text()) for p in args.bench]
+    try:
+        rows, notes = estimate(Plan.checked(config, load_schema(schema_path)).config, benches, args.startup_s,
+                               dict(args.nfe or []))
+    except (ConfigError, EstimateError) as e:
+        raise SystemExit(f"vsgm estimate: {e}") from None
+    print(format_estimate(rows, notes, sorted({b["device"] for b in benches})))
+    if args.out:
+        with open(args.out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"-> {args.out}")
+
+
+def register_estimate(sub: argparse._SubParsersAction) -> None:
+    from ..estimate import STARTUP_S
+
+    p = sub.add_parser("estimate", help="device-hours of a workflow config, per rule, from vsgm bench figures")
+    p.add_argument("--configfile", required=True, help="the workflow config (e.g. config/benchmark.yaml)")
+    p.add_argument("--bench", nargs="+", required=True, help="vsgm bench --out JSON, one per model shape")
+    p.add_argument("--schema", help="the config schema (default: workflow/schemas/config.schema.yaml next to the "
+                                    "config's folder)")
+    p.add_argument("--startup_s", type=float, default=STARTUP_S,
+                   help=f"start-up seconds of one job (default: {STARTUP_S:g})")
+    p.add_argument("--nfe", type=_nfe_arg, nargs="*", help="measured score evaluations per sample: NAME=N ...")
+    p.add_argument("--out", help="write the table as CSV here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: refuse)")
+    p.set_defaults(func=cmd_estimate)
