@@ -119,9 +119,29 @@ def test_command_writes_the_table(tmp_path, capsys):
 
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     (tmp_path / "bench.json").write_text(json.dumps(BENCH))
-    out = tmp_path / "estimate.csv"
-    main(["estimate", "--configfile", str(tmp_path / "config.yaml"), "--bench", str(tmp_path / "bench.json"),
-          "--schema", str(ROOT / "workflow/schemas/config.schema.yaml"), "--startup_s", "0", "--out", str(out)])
-    rows = list(csv.DictReader(out.open()))
+    argv = ["estimate", "--configfile", str(tmp_path / "config.yaml"), "--bench", str(tmp_path / "bench.json"),
+            "--schema", str(ROOT / "workflow/schemas/config.schema.yaml"), "--startup_s", "0"]
+    main([*argv, "--out", str(tmp_path / "estimate.csv")])
+    rows = list(csv.DictReader((tmp_path / "estimate.csv").open()))
     assert rows[-1]["rule"] == "total" and float(rows[-1]["compute_s"]) == pytest.approx(104.663)
     assert "train_model" in capsys.readouterr().out
+    # a measured NFE replaces the counted one of a configured sampler (the sweep's tolerances keep theirs)
+    main([*argv, "--nfe", "ode-rk4=1000", "ode-dopri5=1000", "--out", str(tmp_path / "measured.csv")])
+    measured = {r["rule"]: float(r["compute_s"]) for r in csv.DictReader((tmp_path / "measured.csv").open())}
+    assumed = {r["rule"]: float(r["compute_s"]) for r in rows}
+    changed = {rule for rule in assumed if measured[rule] != pytest.approx(assumed[rule])}
+    assert changed and changed == {"sample_model", "total"}, changed
+
+
+@pytest.mark.parametrize("pair, needle", [("ode-dopri5", "NAME=N"), ("=5", "NAME=N"), ("pc=nan", "N must be"),
+                                          ("pc=0", "N must be"), ("pc=1e30", "N must be")])
+def test_command_refuses_a_bad_nfe_in_one_line(tmp_path, capsys, pair, needle):
+    from vsgm.cli import main
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    (tmp_path / "bench.json").write_text(json.dumps(BENCH))
+    with pytest.raises(SystemExit) as err:
+        main(["estimate", "--configfile", str(tmp_path / "config.yaml"), "--bench", str(tmp_path / "bench.json"),
+              "--nfe", pair])
+    message = str(err.value.code)
+    assert message.startswith("vsgm estimate: --nfe") and needle in message and "\n" not in message

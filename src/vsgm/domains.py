@@ -104,4 +104,8 @@ OPTIONS: dict[str, Number] = {
     "channels": Number(int, 1, 4, name="channels"),
     # an image side beyond 4096 is a typo: preparing it would try to allocate terabytes
     **dict.fromkeys(["size", "bottleneck"], Number(int, 1, 4096, name="image_side")),
+    # start-up seconds of one job (vsgm estimate): a day is surely a typo
+    "startup_s": Number(float, 0.0, 86400.0, name="seconds"),
+    # score evaluations per sample (vsgm estimate --nfe NAME=N): the seed's longest run takes 2000
+    "nfe": Number(float, 1.0, 1e6, name="nfe"),
 }

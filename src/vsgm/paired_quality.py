@@ -40,7 +40,7 @@ def paired_table(model_name: str, classifier: str | os.PathLike, samples: Sequen
     """
     from .data.loader import normalise
     from .inputs import classifier_space, prepared_space, read_samples
-    from .quality import check_same_space, features, load_classifier
+    from .quality import check_same_space, classifier_features, load_classifier
 
     clf = load_classifier(classifier)
     ref_images, ref_space = prepared_space(reference)
@@ -50,15 +50,15 @@ def paired_table(model_name: str, classifier: str | os.PathLike, samples: Sequen
         if info["sampler"] in feats:
             raise ValueError(f"{path}: a second sample set of sampler {info['sampler']!r}")
         parts.append(space)
-        feats[info["sampler"]] = features(clf, x).double().numpy()
+        feats[info["sampler"]] = classifier_features(clf, x).double().numpy()
     samplers = list(feats)
     if train_reference is not None:
         train, train_space = prepared_space(train_reference)
         parts.append(train_space)
         real = normalise(real_subset(train, max(len(f) for f in feats.values())))
-        feats[REAL_ROW] = features(clf, real).double().numpy()
+        feats[REAL_ROW] = classifier_features(clf, real).double().numpy()
     check_same_space(parts)
-    ref = features(clf, normalise(ref_images)).double().numpy()
+    ref = classifier_features(clf, normalise(ref_images)).double().numpy()
     result = paired_comparison(ref, feats, n_boot=n_boot, seed=seed, best_of=samplers)
     rows = [{"model": model_name, "sampler": name, "n_samples": len(feats[name]), "n_reference": len(ref), **r}
             for name, r in result.items()]

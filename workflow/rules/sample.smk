@@ -96,7 +96,9 @@ rule sample_quality:
 rule sample_paired:
     input:
         classifier=classifier,
-        samples=expand("results/{{model}}/samples/{sampler}.npz", sampler=plan.samplers()),
+        samples=expand(
+            "results/{{model}}/samples/{sampler}.npz", sampler=plan.samplers()
+        ),
         reference=own_split("test"),
         train_reference=own_split("train"),
     output:

@@ -90,11 +90,22 @@ def register_seed_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_seed_bench)
 
 
-def _nfe_arg(text: str) -> tuple[str, float]:
-    m = re.fullmatch(r"([\w-]+)=(\d+(\.\d+)?)", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"--nfe takes NAME=N (e.g. ode-dopri5=150), not {text!r}")
-    return m.group(1), float(m.group(2))
+def nfe_pairs(texts: list[str]) -> dict[str, float]:
+    """``NAME=N`` texts as {sampler: score evaluations per sample}; a one-line SystemExit on a bad one.
+
+    Parsed here rather than as an argparse type: the pair is text, only its N is a number (in the
+    ``nfe`` range of vsgm.domains).
+    """
+    pairs = {}
+    for text in texts:
+        name, sep, n = text.partition("=")
+        if not (sep and re.fullmatch(r"[\w-]+", name)):
+            raise SystemExit(f"vsgm estimate: --nfe takes NAME=N (e.g. ode-dopri5=150), got {text!r}")
+        try:
+            pairs[name] = OPTIONS["nfe"](n)
+        except argparse.ArgumentTypeError as e:
+            raise SystemExit(f"vsgm estimate: --nfe {name}: N {e}") from None
+    return pairs
 
 
 def cmd_estimate(args: argparse.Namespace) -> None:
@@ -107,6 +118,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     from ..guards import refuse_existing
     from ..workflow import ConfigError, Plan, load_schema
 
+    nfe = nfe_pairs(args.nfe or [])
     if args.out:
         refuse_existing([args.out], args.overwrite)
     config = yaml.safe_load(Path(args.configfile).read_text())
@@ -117,7 +129,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     benches = [json.loads(Path(p).read_text()) for p in args.bench]
     try:
         rows, notes = estimate(Plan.checked(config, load_schema(schema_path)).config, benches, args.startup_s,
-                               dict(args.nfe or []))
+                               nfe)
     except (ConfigError, EstimateError) as e:
         raise SystemExit(f"vsgm estimate: {e}") from None
     print(format_estimate(rows, notes, sorted({b["device"] for b in benches})))
@@ -137,9 +149,9 @@ def register_estimate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bench", nargs="+", required=True, help="vsgm bench --out JSON, one per model shape")
     p.add_argument("--schema", help="the config schema (default: workflow/schemas/config.schema.yaml next to the "
                                     "config's folder)")
-    p.add_argument("--startup_s", type=float, default=STARTUP_S,
+    p.add_argument("--startup_s", type=OPTIONS["startup_s"], default=STARTUP_S,
                    help=f"start-up seconds of one job (default: {STARTUP_S:g})")
-    p.add_argument("--nfe", type=_nfe_arg, nargs="*", help="measured score evaluations per sample: NAME=N ...")
+    p.add_argument("--nfe", nargs="*", help="measured score evaluations per sample: NAME=N ...")
     p.add_argument("--out", help="write the table as CSV here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: refuse)")
     p.set_defaults(func=cmd_estimate)
