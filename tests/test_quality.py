@@ -103,6 +103,7 @@ def test_paired_table_tells_noise_from_digits_and_joins_the_solver_table(tmp_pat
     their own row, and the solver table gains each row's difference to the best sampler."""
     from vsgm.data import prepare
     from vsgm.paired_quality import paired_table
+    from vsgm.report import quality_captions
     from vsgm.tables import REAL_ROW, solvers_table
 
     reference = tmp_path / "test.safetensors"
@@ -129,6 +130,12 @@ def test_paired_table_tells_noise_from_digits_and_joins_the_solver_table(tmp_pat
     table.reset_index().to_csv(tmp_path / "paired.csv", index=False)
     solvers = solvers_table(jsons, [], [tmp_path / "paired.csv"]).set_index("sampler")
     assert solvers.loc["ode-euler", "kid_distinct"] and solvers.loc["em", "kid_vs"] == "em"
+    # the montage's captions end a metric's line with the difference only where the paired interval tells it apart
+    captions = quality_captions(table.reset_index())
+    fd_line = {s: next(line for line in captions[("digits", s)].splitlines() if line.startswith("FD "))
+               for s in ("em", "ode-euler")}
+    assert fd_line["ode-euler"].endswith(f"; +{table.loc['ode-euler', 'fd_diff']:.2f} vs em"), fd_line
+    assert "vs" not in fd_line["em"] and "vs" not in captions[("digits", REAL_ROW)].split("recall")[1]
     (tmp_path / "bad.csv").write_text("model,sampler\ndigits,em\n")
     with pytest.raises(ValueError, match="not a paired comparison"):
         solvers_table(jsons, [], [tmp_path / "bad.csv"])

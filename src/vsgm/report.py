@@ -66,7 +66,11 @@ def aggregate(pair_csvs: Sequence[str | os.PathLike], sample_jsons: Sequence[str
 
 
 def quality_captions(solvers: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """Per (model, sampler), its NFE and quality metrics with their 95% intervals, for the sample montage."""
+    """Per (model, sampler), its NFE and quality metrics with their 95% intervals, for the sample montage.
+
+    Where the paired comparison tells a metric apart from the model's best sampler (its paired interval
+    excludes 0), the line ends with the difference, e.g. ``precision 0.69 [0.62, 0.77]; -0.10 vs pc``.
+    """
     out = {}
     for _, row in solvers.iterrows():
         if pd.isna(row.get("fd")):
@@ -76,9 +80,18 @@ def quality_captions(solvers: pd.DataFrame) -> dict[tuple[str, str], str]:
             bounds = [row.get(f"{name}_{b}") for b in ("lo", "hi")]
             if pd.notna(row.get(name)):
                 interval = f" [{fmt.format(bounds[0])}, {fmt.format(bounds[1])}]" if all(map(pd.notna, bounds)) else ""
-                lines.append(f"{name.upper() if len(name) < 4 else name} {fmt.format(row[name])}{interval}")
+                lines.append(f"{name.upper() if len(name) < 4 else name} {fmt.format(row[name])}{interval}"
+                             f"{_told_apart(row, name, fmt)}")
         out[(str(row["model"]), str(row["sampler"]))] = "\n".join(lines)
     return out
+
+
+def _told_apart(row: pd.Series, metric: str, fmt: str) -> str:
+    """``; -0.10 vs pc`` where the paired interval of ``metric``'s difference to the best sampler excludes 0."""
+    distinct = row.get(f"{metric}_distinct")
+    if distinct is None or pd.isna(distinct) or not bool(distinct):
+        return ""
+    return f"; {fmt.replace(':', ':+').format(row[f'{metric}_diff'])} vs {row[f'{metric}_vs']}"
 
 
 def aggregate_results(results: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
