@@ -115,8 +115,10 @@ rule sample_paired:
         runtime=60,
     params:
         seed=config["seed"],
-    script:
-        "../scripts/paired.py"
+    shell:
+        "vsgm paired --model {wildcards.model} --classifier {input.classifier} --samples {input.samples}"
+        " --reference {input.reference} --train_reference {input.train_reference}"
+        " --seed {params.seed} --out {output.paired} > {log} 2>&1"
 
 
 rule sample_sweep:

@@ -1,5 +1,6 @@
-"""Sample quality: ``vsgm classifier`` (the feature classifier), ``vsgm quality`` (one sampler's samples) and
-``vsgm sweep`` (quality against NFE over steps and tolerances)."""
+"""Sample quality: ``vsgm classifier`` (the feature classifier), ``vsgm quality`` (one sampler's samples),
+``vsgm paired`` (all samplers of a model in one paired bootstrap) and ``vsgm sweep`` (quality against NFE
+over steps and tolerances)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,19 @@ def cmd_quality(args: argparse.Namespace) -> None:
     write_json(args.out, result)
     print(f"{result['sampler']}: FD {result['fd']:.3f}, KID {result['kid']:.4f}, precision "
           f"{result['precision']:.2f}, recall {result['recall']:.2f} -> {args.out}")
+
+
+def cmd_paired(args: argparse.Namespace) -> None:
+    from ..guards import refuse_existing
+    from ..io import write_table
+    from ..paired_quality import paired_table
+
+    refuse_existing([args.out], args.overwrite)
+    table = paired_table(args.model, args.classifier, args.samples, args.reference, args.train_reference,
+                         n_boot=args.n_boot, seed=args.seed)
+    write_table(args.out, table)
+    print(table.to_string())
+    print(f"{len(table)} rows -> {args.out}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -96,6 +110,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output .json")
     add_overwrite(p)
     p.set_defaults(func=cmd_quality)
+
+    p = sub.add_parser("paired", help="all samplers of one model in one paired bootstrap: each metric's difference "
+                                      "to the best sampler, with an interval free of the test set's noise")
+    p.add_argument("--model", required=True, help="the model's name in the table")
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--samples", nargs="+", required=True, help=".npz files written by vsgm sample, one per sampler")
+    p.add_argument("--reference", required=True, help="prepared in-distribution test split")
+    p.add_argument("--train_reference", help="prepared training split: adds the real images as a row")
+    p.add_argument("--n_boot", type=OPTIONS["n_boot"], default=200, help="bootstrap draws of the intervals")
+    p.add_argument("--seed", type=OPTIONS["seed"], default=0, help="bootstrap seed")
+    p.add_argument("--out", required=True, help="output CSV")
+    add_overwrite(p)
+    p.set_defaults(func=cmd_paired)
 
     p = sub.add_parser("sweep", help="sample quality (FD, KID, precision, recall) against NFE for samplers over steps and tolerances")
     p.add_argument("--checkpoint", required=True)
