@@ -194,3 +194,31 @@ def test_cpu_inference_in_chunks_computes_the_same_function(monkeypatch):
         chunked = model(x, t, y)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
     assert model.inference_chunk(x) == 5  # with autograd: one pass (training chunks its own batches)
+
+
+def test_bf16_cpu_training_attention_runs_the_math_kernel_and_agrees_with_fp32():
+    """Under CPU bf16 autocast with autograd, attention takes PyTorch's math kernel (its backward is matrix
+    products; the CPU flash kernel's backward was 8x its forward); values and gradients agree with fp32
+    within bf16 rounding, and fp32 keeps the default kernel."""
+    from torch.profiler import profile
+
+    from vsgm.unet import _attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(4, 2, 64, 32, generator=g, requires_grad=True) for _ in range(3))
+    ref = _attention(q, k, v)
+    ref_grads = torch.autograd.grad(ref.square().sum(), (q, k, v))
+
+    def ops(fn):
+        with profile() as prof:
+            fn()
+        return {e.key for e in prof.key_averages()}
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not any("flash" in op for op in ops(lambda: _attention(q, k, v)))
+        out = _attention(q, k, v)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=0.03, rtol=0.02)
+    for got, want in zip(torch.autograd.grad(out.float().square().sum(), (q, k, v)), ref_grads):
+        assert torch.linalg.vector_norm(got.float() - want) / torch.linalg.vector_norm(want) < 0.02
+    assert any("flash" in op for op in ops(lambda: _attention(q, k, v)))  # fp32: PyTorch's own choice

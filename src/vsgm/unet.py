@@ -19,6 +19,7 @@ from itertools import repeat
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
 from . import fused
@@ -232,9 +233,20 @@ class AttentionBlock(nn.Module):
             q, k, v = (z.reshape(b, length, heads, ch).transpose(1, 2) for z in qkv.chunk(3, dim=-1))
         else:
             q, k, v = qkv.reshape(b, length, heads, 3 * ch).transpose(1, 2).split(ch, dim=-1)
-        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, length, c)
+        out = _attention(q, k, v).transpose(1, 2).reshape(b, length, c)
         out = F.linear(out, self.proj_out.weight.squeeze(-1), self.proj_out.bias)
         return add_to_fresh(out.reshape(b, *spatial, c).movedim(-1, 1), x)
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``scaled_dot_product_attention``; in CPU training under bf16 autocast through PyTorch's math kernel,
+    whose backward (matrix products) made the seed UNet's bf16 training step 5% faster than the CPU flash
+    kernel's backward (8 ms per call against 1 ms forward). fp32 and inference keep the default choice."""
+    if (q.device.type == "cpu" and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling()):
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v)
 
 
 class UNetModel(nn.Module):
