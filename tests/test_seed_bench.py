@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from vsgm.ood import LOSS_TIMES
-from vsgm.seed_bench import (GOALS, SEED_OUTLIER_TIMES, SeedError, _placeholder, format_ratios, ratio_rows,
-                             seed_defaults_differ, seed_root)
+from vsgm.seed_bench import (GOALS, SEED_OUTLIER_TIMES, SeedError, _placeholder, faster, format_ratios,
+                             ratio_rows, seed_defaults_differ, seed_root)
 
 CHECKOUT = os.environ.get("VSGM_SEED_CHECKOUT")
 
@@ -24,6 +24,13 @@ def test_ratio_rows_by_hand():
     assert rows[1]["ratio"] == pytest.approx(1.5) and not rows[1]["met"]
     text = format_ratios(rows, "head")
     assert "5.00x" in text and "1.50x" in text and "NOT met" in text and text.startswith("head")
+
+
+def test_rounds_keep_each_figures_fastest():
+    first = {"device": "cpu", "train_images_per_s": 16.0, "outlier_images_per_s": 30.0, "train_micro_batch": 32}
+    second = {"device": "cpu", "train_images_per_s": 20.0, "outlier_images_per_s": 26.0, "train_micro_batch": 32}
+    assert faster({}, first) == first
+    assert faster(first, second) == {**second, "train_images_per_s": 20.0, "outlier_images_per_s": 30.0}
 
 
 def test_ratio_rows_refuse_a_zero_rate():
@@ -64,10 +71,10 @@ def test_against_the_seeds_own_code(tmp_path):
     out = tmp_path / "seed.json"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     run = subprocess.run([sys.executable, "-m", "vsgm.cli", "seed-bench", "--seed", CHECKOUT, "--batch_size", "2",
-                          "--repeats", "1", "--out", str(out)], capture_output=True, text=True, env=env, timeout=1800)
+                          "--repeats", "1", "--rounds", "2", "--out", str(out)], capture_output=True, text=True, env=env, timeout=1800)
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
-    assert [r["task"] for r in result["rows"]] == ["train", "outlier"]
+    assert [r["task"] for r in result["rows"]] == ["train", "outlier"] and result["rounds"] == 2
     for side in ("seed", "vsgm"):
         assert result[side]["train_images_per_s"] > 0 and result[side]["outlier_images_per_s"] > 0
     assert "training step" in run.stdout and "outlier score" in run.stdout

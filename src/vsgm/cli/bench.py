@@ -61,12 +61,14 @@ def cmd_seed_bench(args: argparse.Namespace) -> None:
     if args.out:
         refuse_existing([args.out], args.overwrite)
     try:
-        result = run_seed_bench(args.seed, args.channels, args.size, args.batch_size, args.repeats, args.autocast)
+        result = run_seed_bench(args.seed, args.channels, args.size, args.batch_size, args.repeats, args.autocast,
+                                args.rounds)
     except SeedError as e:
         raise SystemExit(f"vsgm seed-bench: {e}") from None
     head = (f"vsgm seed-bench on {result['device']} ({result['threads']} threads), torch {result['torch']}, "
             f"{result['date']}; image {'x'.join(map(str, result['image']))}, batch {result['batch_size']}, "
-            f"best of {result['repeats']}; seed fp32, vsgm autocast {result['vsgm_autocast']}")
+            f"best of {result['repeats']} x {result['rounds']} alternating rounds; seed fp32, "
+            f"vsgm autocast {result['vsgm_autocast']}")
     if result["placeholders"]:
         head += f"; not installed, unused by the timed code: {', '.join(result['placeholders'])}"
     print(format_ratios(result["rows"], head))
@@ -82,6 +84,8 @@ def register_seed_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=OPTIONS["channels"], default=1, help="image channels (default: 1)")
     p.add_argument("--batch_size", type=OPTIONS["batch_size"], default=128, help="batch size (default: 128)")
     p.add_argument("--repeats", type=OPTIONS["repeats"], default=3, help="timed repeats, best kept (default: 3)")
+    p.add_argument("--rounds", type=OPTIONS["repeats"], default=2,
+                   help="alternating rounds of the seed's and vsgm's timings, best kept (default: 2)")
     p.add_argument("--autocast", choices=["no", "bf16", "fp16"], default="no",
                    help="mixed precision of vsgm's timings (the seed's run fp32, as it trains by default); bf16 "
                         "only where the CPU or GPU has it natively, else fp32 with a warning")
