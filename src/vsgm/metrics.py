@@ -22,6 +22,10 @@ from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
+from .options import option
+
+AUROC_N_BOOT = option("n_boot", "pair").default  # one default: vsgm.options
+
 __all__ = [
     "auroc",
     "aupr_in",
@@ -192,7 +196,7 @@ def _batched_auroc(
 def bootstrap_auroc_ci(
     scores_in: ArrayLike,
     scores_out: ArrayLike,
-    n_boot: int = 1000,
+    n_boot: int = AUROC_N_BOOT,
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
@@ -247,7 +251,7 @@ def bootstrap_auroc_ci(
 def ood_metrics(
     scores_in: ArrayLike,
     scores_out: ArrayLike,
-    n_boot: int = 1000,
+    n_boot: int = AUROC_N_BOOT,
     seed: int = 0,
 ) -> dict[str, float | int]:
     """All OOD metrics for one (scorer, in-dataset, OOD-dataset) triple.

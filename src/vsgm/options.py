@@ -149,8 +149,13 @@ PAIR = [  # vsgm pair: the bootstrap of the AUROC interval
     Opt("n_boot", 1000, "Bootstrap resamples of the AUROC interval"),
 ]
 
+QUALITY = [  # vsgm quality, paired and sweep: the bootstrap of the sample-quality intervals
+    Opt("n_boot", 200, "Bootstrap resamples of the quality metrics' intervals"),
+]
+
 SEED_GROUPS: dict[str, list[Opt]] = {"model": MODEL, "sde": SDE, "data": DATA, "train": TRAIN, "sample": SAMPLE}
-GROUPS: dict[str, list[Opt]] = {**SEED_GROUPS, "features": FEATURES, "sweep": SWEEP, "pair": PAIR}
+GROUPS: dict[str, list[Opt]] = {**SEED_GROUPS, "features": FEATURES, "sweep": SWEEP, "pair": PAIR,
+                                 "quality": QUALITY}
 
 
 def defaults(*groups: str) -> dict[str, Any]:

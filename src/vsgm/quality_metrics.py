@@ -26,9 +26,10 @@ from typing import Iterable
 import numpy as np
 
 from .metrics import frechet_distance
+from .options import option
 
 K_NEAREST = 3
-N_BOOT = 200
+N_BOOT = option("n_boot", "quality").default  # one default: vsgm.options
 METRICS = ("fd", "kid", "precision", "recall")
 # which direction is better, for tables and the solver decision
 FRACTIONS = ("precision", "recall")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .guards import read_json
-from .metrics import ood_metrics
+from .metrics import AUROC_N_BOOT, ood_metrics
 from .quality_metrics import DIFF_PARTS, METRICS
 from .replicates import base_of
 from .scorer_table import SCORER_NAMES
@@ -22,7 +22,7 @@ OOD = "test_vs_ood"
 
 def pair_table(model: str, out_name: str, in_scores: pd.DataFrame, out_scores: pd.DataFrame,
                sanity_scores: pd.DataFrame | None = None, nfe: dict[str, float] | None = None,
-               n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+               n_boot: int = AUROC_N_BOOT, seed: int = 0) -> pd.DataFrame:
     """Metrics for one (model, outlier set) pair, one row per scorer, plus the train-vs-test sanity rows.
 
     Args:

@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Inception-v3 weights (torchvision's state dict) for FID: a file, 'none', or 'auto' = "
                         "torchvision's cache ($TORCH_HOME/hub/checkpoints/inception_v3_google-0cc3c7bd.pth) "
                         "when the file is there (nothing is downloaded)")
-    p.add_argument("--n_boot", type=OPTIONS["n_boot"], default=200, help="bootstrap resamples of the intervals")
+    option("n_boot", "quality").add_to(p)
     p.add_argument("--seed", type=OPTIONS["seed"], default=0, help="bootstrap seed")
     p.add_argument("--out", required=True, help="output .json")
     add_overwrite(p)
@@ -118,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", nargs="+", required=True, help=".npz files written by vsgm sample, one per sampler")
     p.add_argument("--reference", required=True, help="prepared in-distribution test split")
     p.add_argument("--train_reference", help="prepared training split: adds the real images as a row")
-    p.add_argument("--n_boot", type=OPTIONS["n_boot"], default=200, help="bootstrap draws of the intervals")
+    option("n_boot", "quality").add_to(p)
     p.add_argument("--seed", type=OPTIONS["seed"], default=0, help="bootstrap seed")
     p.add_argument("--out", required=True, help="output CSV")
     add_overwrite(p)
@@ -132,7 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_groups(p, "sweep")
     p.add_argument("--seed", type=OPTIONS["seed"], default=0)
     option("denoise").add_to(p)
-    p.add_argument("--n_boot", type=OPTIONS["n_boot"], default=200, help="bootstrap resamples of the intervals")
+    option("n_boot", "quality").add_to(p)
     p.add_argument("--device")
     p.add_argument("--out", required=True, help="output CSV")
     add_overwrite(p)
