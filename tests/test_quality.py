@@ -1,6 +1,7 @@
 """The sample-quality numbers: the offline classifier FD, and FID in Inception-v3 features when its weights
-are on disk (a real torchvision Inception-v3 and a real state-dict file; its weights are random here, since
-nothing is downloaded in tests)."""
+are on disk: torchvision's Inception-v3 and torch-fidelity's FID graph, each with a real state-dict file
+(random weights here, since nothing is downloaded in tests), the latter checked against torch-fidelity's own
+FID."""
 
 import json
 
@@ -10,7 +11,8 @@ import torch
 
 from vsgm.cli import main
 from vsgm.data import load_prepared
-from vsgm.quality import inception_features, inception_fid, load_inception
+from vsgm.metrics import frechet_distance
+from vsgm.quality import fid_entries, inception_features, load_inception
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,26 @@ def inception_weights(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def tf_inception_weights(inception_weights):
+    """torch-fidelity's FID Inception with random weights, saved where its cache would hold the real ones
+    (beside torchvision's file)."""
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+    torch.manual_seed(1)
+    with pytest.MonkeyPatch.context() as mp:  # build the network without its download and weight loading
+        mp.setattr(tfi, "load_state_dict_from_url", lambda *a, **k: {})
+        mp.setattr(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+        net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    path = inception_weights.parent / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def _fid(net, a, b):
+    return frechet_distance(inception_features(net, a).double().numpy(), inception_features(net, b).double().numpy())
+
+
 def test_inception_fid_is_zero_for_the_same_images_and_grows_with_a_shift(inception_weights):
     net = load_inception(inception_weights)
     g = torch.Generator().manual_seed(0)
@@ -32,8 +54,39 @@ def test_inception_fid_is_zero_for_the_same_images_and_grows_with_a_shift(incept
     assert feats.shape == (6, 2048)
     # a gray image is read as the same image in all three channels
     assert torch.allclose(feats, inception_features(net, gray.expand(-1, 3, -1, -1)), atol=1e-5)
-    assert inception_fid(net, gray, gray) == 0.0
-    assert inception_fid(net, gray, (gray + 0.5).clamp(-1, 1)) > 0
+    assert _fid(net, gray, gray) == 0.0
+    assert _fid(net, gray, (gray + 0.5).clamp(-1, 1)) > 0
+
+
+def test_the_fid_graphs_fid_is_torch_fidelitys(tf_inception_weights):
+    """vsgm's FID in the TensorFlow FID graph (torch-fidelity's network, 8-bit RGB input) against
+    torch-fidelity's own end-to-end FID of the same images: gray [-1, 1] images become the 8-bit RGB
+    images torch-fidelity is given."""
+    import torch_fidelity
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(10, 1, 8, 8, generator=g) * 2 - 1
+    b = (torch.rand(10, 1, 8, 8, generator=g) * 1.5 - 0.5).clamp(-1, 1)
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, x):
+            self.x = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1)
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i]
+
+    theirs = torch_fidelity.calculate_metrics(input1=Images(a), input2=Images(b), fid=True, cuda=False,
+                                              verbose=False, batch_size=4, save_cpu_ram=True,
+                                              feature_extractor_weights_path=str(tf_inception_weights))
+    ours = fid_entries("fid_tf_inception", tf_inception_weights, a, b)
+    assert ours["fid_tf_inception"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
+    assert ours["fid_tf_inception"] > 0 and fid_entries("fid_tf_inception", tf_inception_weights, a, a)[
+        "fid_tf_inception"] == pytest.approx(0, abs=1e-6)
+    assert fid_entries("fid_tf_inception", "none", a, b)["fid_tf_inception_note"] == \
+        "skipped: --tf_inception_weights none"
 
 
 def test_inception_weights_must_be_a_state_dict_of_inception(tmp_path):
@@ -46,7 +99,8 @@ def test_inception_weights_must_be_a_state_dict_of_inception(tmp_path):
 
 
 def test_vsgm_quality_adds_fid_when_weights_are_on_disk_and_says_why_not(tmp_path, digits_train,
-                                                                         inception_weights, monkeypatch):
+                                                                         inception_weights, tf_inception_weights,
+                                                                         monkeypatch):
     from vsgm.data import prepare
 
     reference = tmp_path / "test.safetensors"  # a few test images: Inception reads each at 299x299
@@ -65,15 +119,17 @@ def test_vsgm_quality_adds_fid_when_weights_are_on_disk_and_says_why_not(tmp_pat
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))  # auto: torchvision's cache, here without weights
     q = quality()
-    assert q["fid_inception"] is None and "no Inception-v3 weights at" in q["fid_inception_note"]
+    assert q["fid_inception"] is None and "no weights at" in q["fid_inception_note"]
+    assert q["fid_tf_inception"] is None and "weights-inception-2015-12-05" in q["fid_tf_inception_note"]
     assert quality("--inception_weights", "none")["fid_inception"] is None
     monkeypatch.setenv("TORCH_HOME", str(inception_weights.parents[2]))  # auto finds them
     q = quality()
     assert q["fid_inception"] > 0 and "fid_inception_note" not in q
+    assert q["fid_tf_inception"] > 0 and q["fid_tf_inception"] != q["fid_inception"]
     assert quality("--inception_weights", str(inception_weights))["fid_inception"] == q["fid_inception"]
     # with training images, also the real-vs-real floor at the same count
     q = quality("--train_reference", str(digits_train))
-    assert q["fid_inception_test_vs_train"] > 0 and q["fd_test_vs_train"] > 0
+    assert q["fid_inception_test_vs_train"] > 0 and q["fd_test_vs_train"] > 0 and q["fid_tf_inception_test_vs_train"] > 0
     assert main(["quality", "--classifier", str(clf), "--samples", str(tmp_path / "s.npz"), "--reference",
                  str(reference), "--out", str(tmp_path / "x.json"), "--inception_weights",
                  str(tmp_path / "missing.pth")]) != 0

@@ -5,6 +5,7 @@ there are none (nothing is downloaded)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -175,41 +176,82 @@ def inception_features(net: nn.Module, x: torch.Tensor, batch_size: int = 64) ->
     return torch.cat(out)
 
 
-def inception_fid(net: nn.Module, samples: torch.Tensor, reference: torch.Tensor) -> float:
-    """FID between samples and reference images (both in [-1, 1]) in Inception-v3 pool features."""
-    return frechet_distance(inception_features(net, samples).double().numpy(),
-                            inception_features(net, reference).double().numpy())
+# the TensorFlow FID graph's Inception-v3 (pytorch-fid / torch-fidelity: the FID of published numbers), where
+# torch-fidelity's own download would put it; vsgm never downloads it
+TF_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
-def inception_fid_entries(weights: str | os.PathLike, samples: torch.Tensor, reference: torch.Tensor,
-                          real: torch.Tensor | None = None) -> dict[str, Any]:
-    """The FID entries of a quality JSON: ``fid_inception`` (and ``fid_inception_test_vs_train``, the floor
-    that ``real`` training images set at the same count), or ``fid_inception`` None with the reason.
+def default_tf_inception_weights() -> Path:
+    """Where torch-fidelity caches the FID graph's weights ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / TF_INCEPTION_FILE
+
+
+def load_tf_inception(path: str | os.PathLike) -> nn.Module:
+    """torch-fidelity's re-implementation of the TensorFlow FID Inception-v3 (its 2048-d pool feature), with
+    the weights in ``path``; the file is first read without unpickling objects, so only a plain state dict
+    reaches torch-fidelity's own loader."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a file that is not a state dict
+        raise ValueError(f"{path}: not the FID Inception weights ({err})") from err
+    return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+
+
+@torch.no_grad()
+def tf_inception_features(net: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Pool features of images in [-1, 1] as the FID graph sees them: 8-bit RGB (gray repeated), which it
+    resizes to 299x299 as TensorFlow 1 did."""
+    out = []
+    for chunk in progress(x.split(batch_size), desc="FID inception features", unit="batches"):
+        chunk = chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk
+        out.append(net(((chunk.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))[0])
+    return torch.cat(out)
+
+
+# per FID entry: its option, where "auto" looks, the loader, the feature function and what "auto" needs
+FID_KINDS = {
+    "fid_inception": ("--inception_weights", default_inception_weights, load_inception, inception_features,
+                      "torchvision"),
+    "fid_tf_inception": ("--tf_inception_weights", default_tf_inception_weights, load_tf_inception,
+                         tf_inception_features, "torch_fidelity"),
+}
+
+
+def fid_entries(key: str, weights: str | os.PathLike, samples: torch.Tensor, reference: torch.Tensor,
+                real: torch.Tensor | None = None) -> dict[str, Any]:
+    """One FID entry of a quality JSON (``key`` in FID_KINDS): the FID and its floor ``{key}_test_vs_train``
+    (``real`` training images at the same count), or ``{key}`` None and ``{key}_note`` saying why.
 
     Args:
-        weights: a weights file, ``"auto"`` (torchvision's cache, if the file is there) or ``"none"``.
+        weights: a weights file, ``"auto"`` (the package's cache, if the file is there) or ``"none"``.
     """
+    flag, default_path, load, features, package = FID_KINDS[key]
     if weights == "none":
-        return {"fid_inception": None, "fid_inception_note": "skipped: --inception_weights none"}
-    path = default_inception_weights() if weights == "auto" else Path(weights)
+        return {key: None, f"{key}_note": f"skipped: {flag} none"}
+    path = default_path() if weights == "auto" else Path(weights)
     if not path.exists():
         if weights != "auto":
-            raise FileNotFoundError(f"--inception_weights {path}: no such file")
-        return {"fid_inception": None, "fid_inception_note": f"skipped: no Inception-v3 weights at {path}"}
-    net = load_inception(path)
-    out = {"fid_inception": inception_fid(net, samples, reference)}
+            raise FileNotFoundError(f"{flag} {path}: no such file")
+        return {key: None, f"{key}_note": f"skipped: no weights at {path}"}
+    if importlib.util.find_spec(package) is None:
+        return {key: None, f"{key}_note": f"skipped: {package} is not installed (pip install -e '.[fid]')"}
+    net = load(path)
+    ref = features(net, reference).double().numpy()
+    out = {key: frechet_distance(features(net, samples).double().numpy(), ref)}
     if real is not None:
-        out["fid_inception_test_vs_train"] = inception_fid(net, real, reference)
+        out[f"{key}_test_vs_train"] = frechet_distance(features(net, real).double().numpy(), ref)
     return out
 
 
 def quality_report(samples_path: str | os.PathLike, classifier_path: str | os.PathLike,
                    reference_path: str | os.PathLike, train_reference: str | os.PathLike | None = None,
-                   inception_weights: str | os.PathLike = "auto", n_boot: int = N_BOOT, seed: int = 0
-                   ) -> dict[str, Any]:
+                   inception_weights: str | os.PathLike = "auto", n_boot: int = N_BOOT, seed: int = 0,
+                   tf_inception_weights: str | os.PathLike = "auto") -> dict[str, Any]:
     """The quality JSON of ``vsgm quality``: samples (``vsgm sample``'s .npz) against prepared reference images
     in the classifier's features (``sample_quality``), with the real-vs-real floor of ``train_reference`` and
-    Inception FID (``inception_fid_entries``), after refusing inputs of different image spaces."""
+    the two Inception FIDs (``fid_entries``), after refusing inputs of different image spaces."""
     samples, info, space = read_samples(samples_path)
     clf = load_classifier(classifier_path)
     ref_images, ref_space = prepared_space(reference_path)
@@ -227,5 +269,6 @@ def quality_report(samples_path: str | os.PathLike, classifier_path: str | os.Pa
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: len(samples)]
         real = normalise(train[idx])
     result.update(sample_quality(clf, samples, ref, real, n_boot=n_boot, seed=seed))
-    result.update(inception_fid_entries(inception_weights, samples, ref, real))
+    result.update(fid_entries("fid_inception", inception_weights, samples, ref, real))
+    result.update(fid_entries("fid_tf_inception", tf_inception_weights, samples, ref, real))
     return result

@@ -18,6 +18,8 @@ PAIR_COLUMNS = ["model", "in", "out", "comparison", "scorer", "auroc", "auroc_lo
                 "fpr95", "n_in", "n_out", "nfe"]
 SANITY = "train_vs_test"
 OOD = "test_vs_ood"
+# the quality JSON's FIDs (vsgm.quality.FID_KINDS): torchvision's Inception-v3, and the FID graph's
+FID_KEYS = ("fid_inception", "fid_tf_inception")
 
 
 def pair_table(model: str, out_name: str, in_scores: pd.DataFrame, out_scores: pd.DataFrame,
@@ -165,11 +167,11 @@ def solvers_table(sample_jsons: Iterable[str | Path], quality_jsons: Iterable[st
         rows.append({"model": model, "sampler": d["sampler"], "solver": d.get("solver"),
                      "grid": d.get("grid"), "denoise": d.get("denoise", False), "nfe": d["nfe"],
                      "seconds": d["seconds"], "samples_per_s": d["samples_per_s"], "num_samples": d["num_samples"],
-                     **_quality_columns(q), "fid_inception": q.get("fid_inception")})
+                     **_quality_columns(q), **{k: q.get(k) for k in FID_KEYS}})
         if q.get("fd_test_vs_train") is not None and model not in reals:
             reals[model] = {"model": model, "sampler": REAL_ROW, "num_samples": d["num_samples"],
                             **_quality_columns(q, "_test_vs_train"),
-                            "fid_inception": q.get("fid_inception_test_vs_train")}
+                            **{k: q.get(f"{k}_test_vs_train") for k in FID_KEYS}}
     table = pd.DataFrame(rows).sort_values(["model", "nfe", "sampler"])
     if reals:
         table = pd.concat([table, pd.DataFrame(list(reals.values()))])

@@ -37,7 +37,8 @@ def cmd_quality(args: argparse.Namespace) -> None:
 
     refuse_existing([args.out], args.overwrite)
     result = quality_report(args.samples, args.classifier, args.reference, args.train_reference,
-                            args.inception_weights, n_boot=args.n_boot, seed=args.seed)
+                            args.inception_weights, n_boot=args.n_boot, seed=args.seed,
+                            tf_inception_weights=args.tf_inception_weights)
     write_json(args.out, result)
     print(f"{result['sampler']}: FD {result['fd']:.3f}, KID {result['kid']:.4f}, precision "
           f"{result['precision']:.2f}, recall {result['recall']:.2f} -> {args.out}")
@@ -105,6 +106,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Inception-v3 weights (torchvision's state dict) for FID: a file, 'none', or 'auto' = "
                         "torchvision's cache ($TORCH_HOME/hub/checkpoints/inception_v3_google-0cc3c7bd.pth) "
                         "when the file is there (nothing is downloaded)")
+    p.add_argument("--tf_inception_weights", default="auto",
+                   help="the FID graph's Inception-v3 (torch-fidelity's weights file; the FID of published numbers) "
+                        "for fid_tf_inception: a file, 'none', or 'auto' = torch-fidelity's cache "
+                        "($TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth) when the file is "
+                        "there and torch-fidelity is installed (nothing is downloaded)")
     option("n_boot", "quality").add_to(p)
     p.add_argument("--seed", type=OPTIONS["seed"], default=0, help="bootstrap seed")
     p.add_argument("--out", required=True, help="output .json")
