@@ -12,7 +12,8 @@ import yaml
 
 from vsgm.estimate import (CLASSIFIER_EPOCHS, CLASSIFIER_FLOPS_32RGB, CLASSIFIER_MAX_IMAGES, LOSS_TIMES,
                            NFE_PER_STEP, EstimateError, estimate, sampler_nfe)
-from vsgm.workflow import Plan, load_schema
+from vsgm.workflow import Plan
+from vsgm.workflow_schema import load_schema
 
 ROOT = Path(__file__).parents[1]
 SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")

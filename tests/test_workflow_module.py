@@ -12,25 +12,15 @@ import pytest
 import yaml
 
 from vsgm.data.registry import get_info
-from vsgm.workflow import (
-    CUDA_RUNTIME_MB,
-    FLOAT_COPY,
-    MB,
-    RUNTIME_MB,
-    ConfigError,
-    Plan,
-    cli_flags,
-    coerce,
-    load_schema,
-    mem_mb,
-)
+from vsgm.workflow import CUDA_RUNTIME_MB, FLOAT_COPY, MB, RUNTIME_MB, Plan, cli_flags, mem_mb
+from vsgm.workflow_schema import ConfigError, coerce, load_schema
 from workflow_utils import REPO
 
 SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
 
 
 def test_the_module_does_not_import_torch():
-    code = "import sys, vsgm.workflow; assert 'torch' not in sys.modules"
+    code = "import sys, vsgm.workflow, vsgm.workflow_schema; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -18,12 +18,11 @@ if os.path.isdir(os.path.join(_SOURCE_TREE, "vsgm")) and _SOURCE_TREE not in sys
 from vsgm.workflow import (
     AGGREGATE_CAPTIONS,
     CUDA_RUNTIME_MB,
-    ConfigError,
     Plan,
     imported_model,
-    load_schema,
     mem_mb,
 )
+from vsgm.workflow_schema import ConfigError, load_schema
 
 try:
     plan = Plan.checked(

@@ -120,7 +120,8 @@ def cmd_estimate(args: argparse.Namespace) -> None:
 
     from ..estimate import EstimateError, estimate, format_estimate
     from ..guards import refuse_existing
-    from ..workflow import ConfigError, Plan, load_schema
+    from ..workflow import Plan
+    from ..workflow_schema import ConfigError, load_schema
 
     nfe = nfe_pairs(args.nfe or [])
     if args.out:
