@@ -87,6 +87,10 @@ def test_the_fid_graphs_fid_is_torch_fidelitys(tf_inception_weights):
         "fid_tf_inception"] == pytest.approx(0, abs=1e-6)
     assert fid_entries("fid_tf_inception", "none", a, b)["fid_tf_inception_note"] == \
         "skipped: --tf_inception_weights none"
+    from vsgm.quality import FID_KINDS
+    from vsgm.tables import FID_KEYS
+
+    assert tuple(FID_KINDS) == FID_KEYS  # the solver table (torch-free) carries every FID the JSON has
 
 
 def test_inception_weights_must_be_a_state_dict_of_inception(tmp_path):
