@@ -145,9 +145,10 @@ def sample_quality(model: SmallClassifier, samples: torch.Tensor, reference: tor
 INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
 
 
-def default_inception_weights() -> Path:
-    """Where torchvision caches its Inception-v3 weights ($TORCH_HOME/hub/checkpoints)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+def hub_checkpoint(name: str) -> Path:
+    """Where torch.hub (torchvision's and torch-fidelity's downloads) keeps a weights file:
+    $TORCH_HOME/hub/checkpoints."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
 def load_inception(path: str | os.PathLike) -> nn.Module:
@@ -181,11 +182,6 @@ def inception_features(net: nn.Module, x: torch.Tensor, batch_size: int = 64) ->
 TF_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
-def default_tf_inception_weights() -> Path:
-    """Where torch-fidelity caches the FID graph's weights ($TORCH_HOME/hub/checkpoints)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / TF_INCEPTION_FILE
-
-
 def load_tf_inception(path: str | os.PathLike) -> nn.Module:
     """torch-fidelity's re-implementation of the TensorFlow FID Inception-v3 (its 2048-d pool feature), with
     the weights in ``path``; the file is first read without unpickling objects, so only a plain state dict
@@ -210,12 +206,12 @@ def tf_inception_features(net: nn.Module, x: torch.Tensor, batch_size: int = 64)
     return torch.cat(out)
 
 
-# per FID entry: its option, where "auto" looks, the loader, the feature function and what "auto" needs
+# per FID entry: its option, the weights file "auto" looks for in hub_checkpoint, the loader, the feature
+# function and the package it needs
 FID_KINDS = {
-    "fid_inception": ("--inception_weights", default_inception_weights, load_inception, inception_features,
-                      "torchvision"),
-    "fid_tf_inception": ("--tf_inception_weights", default_tf_inception_weights, load_tf_inception,
-                         tf_inception_features, "torch_fidelity"),
+    "fid_inception": ("--inception_weights", INCEPTION_FILE, load_inception, inception_features, "torchvision"),
+    "fid_tf_inception": ("--tf_inception_weights", TF_INCEPTION_FILE, load_tf_inception, tf_inception_features,
+                         "torch_fidelity"),
 }
 
 
@@ -227,10 +223,10 @@ def fid_entries(key: str, weights: str | os.PathLike, samples: torch.Tensor, ref
     Args:
         weights: a weights file, ``"auto"`` (the package's cache, if the file is there) or ``"none"``.
     """
-    flag, default_path, load, features, package = FID_KINDS[key]
+    flag, auto_file, load, features, package = FID_KINDS[key]
     if weights == "none":
         return {key: None, f"{key}_note": f"skipped: {flag} none"}
-    path = default_path() if weights == "auto" else Path(weights)
+    path = hub_checkpoint(auto_file) if weights == "auto" else Path(weights)
     if not path.exists():
         if weights != "auto":
             raise FileNotFoundError(f"{flag} {path}: no such file")
